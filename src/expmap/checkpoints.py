@@ -1,0 +1,65 @@
+"""Checkpoint files: what a finished stage writes and the next stage, evaluation and
+`expmap predict` read. Written atomically; read with weights_only=True."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from expmap.model import EFE, EMR, EPMG
+
+FORMAT = "expmap-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is the one line to show."""
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
+        raise CheckpointError(f"{path} is not a readable expmap checkpoint "
+                              f"({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an expmap checkpoint (written by train_stage)")
+    return checkpoint
+
+
+def build_modules(checkpoint: dict) -> dict[str, torch.nn.Module]:
+    """The modules a checkpoint holds (efe, and emr/epmg from the stages that made them)."""
+    num_classes, width = checkpoint["num_classes"], checkpoint["width"]
+    efe = EFE(num_classes, width)
+    makers = {"efe": lambda: efe, "emr": EMR, "epmg": lambda: EPMG(num_classes, efe.channels)}
+    modules = {}
+    for name, state in checkpoint["modules"].items():
+        module = makers[name]()
+        module.load_state_dict(state)
+        modules[name] = module
+    return modules
+
+
+def make_checkpoint(stage: int, modules: dict[str, torch.nn.Module], class_names: list[str],
+                    width: float, hyperparameters: dict, run_id: str) -> dict:
+    return {
+        "format": FORMAT,
+        "stage": stage,
+        "num_classes": len(class_names),
+        "width": width,
+        "class_names": list(class_names),
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+        "hyperparameters": hyperparameters,
+        "run_id": run_id,
+    }

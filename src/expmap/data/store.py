@@ -1,0 +1,188 @@
+"""The prepared store of one dataset: what every adapter writes and training reads.
+
+A prepared folder holds
+  manifest.csv   one row per image: image_id, source, subject, label, label_name, split,
+                 index (the row of images.npy holding its pixels)
+  classes.txt    the dataset's class names, one per line, in label order
+  images.npy     aligned faces, uint8 [N, 224, 224, 3] RGB, read through a memory map so
+                 training never decodes a JPEG per step and never holds the set in RAM
+  report.json    counts, skipped files and warnings (written by the adapter)
+
+Splits: `fold0` ... `fold<k-1>` mark the test set of that fold (its training set is every
+other fold), or `train` / `test` for an official split, whose single fold is named `test`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+IMAGE_SIZE = 224
+MANIFEST_COLUMNS = ["image_id", "source", "subject", "label", "label_name", "split", "index"]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary name beside `path`, then rename: readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+class StoreWriter:
+    """Streams faces into images.npy one at a time, in bounded memory.
+
+    The array is created at its final size under a temporary name and renamed by `close()`.
+    Beside it, images.npy.progress records the rows that are final under a fingerprint of
+    the work list. A new writer with the same size and fingerprint reopens both, and `done`
+    tells a resumed prepare which rows to leave alone: row -> ("ok", note) for a face
+    written, ("skip", reason) for a file that could not be used. A different size or
+    fingerprint starts afresh.
+    """
+
+    def __init__(self, folder: str | os.PathLike, n_images: int, fingerprint: str = ""):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.final = self.folder / "images.npy"
+        self.partial = self.folder / "images.npy.partial"
+        self.progress = self.folder / "images.npy.progress"
+        self.done: dict[int, tuple[str, str]] = {}
+        shape = (n_images, IMAGE_SIZE, IMAGE_SIZE, 3)
+        header = f"expmap-progress\t{n_images}\t{fingerprint}"
+        array = None
+        if self.partial.exists():
+            array = np.load(self.partial, mmap_mode="r+")
+            if array.shape != shape:
+                array = None
+            elif self.progress.exists():
+                recorded = self._read_progress(header)
+                if recorded is None:
+                    array = None
+                else:
+                    self.done = recorded
+        if array is None:
+            self.partial.unlink(missing_ok=True)
+            array = np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.uint8, shape=shape)
+        if not self.done:
+            atomic_write_text(self.progress, header + "\n")
+        self.images = array
+
+    def _read_progress(self, header: str) -> dict[int, tuple[str, str]] | None:
+        lines = self.progress.read_text().split("\n")
+        if lines[0] != header:
+            return None
+        done: dict[int, tuple[str, str]] = {}
+        # The last line may be cut short by the interruption: only whole lines count.
+        for line in lines[1:-1]:
+            row, _, rest = line.partition("\t")
+            status, _, detail = rest.partition("\t")
+            if row.isdigit() and status in ("ok", "skip"):
+                done[int(row)] = (status, detail)
+        return done
+
+    def __setitem__(self, index: int, face: np.ndarray) -> None:
+        if face.shape != (IMAGE_SIZE, IMAGE_SIZE, 3) or face.dtype != np.uint8:
+            raise ValueError(f"face {index} is {face.shape} {face.dtype}, expected 224x224x3 uint8")
+        self.images[index] = face
+
+    def record(self, finished: dict[int, tuple[str, str]]) -> None:
+        """Mark rows final: row -> ("ok", note) or ("skip", reason). The pixels are flushed
+        first, so a row on record is a row on disk."""
+        self.images.flush()
+        with open(self.progress, "a") as progress:
+            for row, (status, detail) in finished.items():
+                progress.write(f"{row}\t{status}\t{' '.join(detail.split())}\n")
+            progress.flush()
+            os.fsync(progress.fileno())
+        self.done.update(finished)
+
+    def flush(self) -> None:
+        self.images.flush()
+
+    def close(self) -> None:
+        self.images.flush()
+        del self.images
+        os.replace(self.partial, self.final)
+        self.progress.unlink(missing_ok=True)
+
+
+def write_prepared(folder: str | os.PathLike, manifest: pd.DataFrame, classes: list[str],
+                   report: dict) -> None:
+    """Write manifest, classes and report once images.npy is complete (manifest last)."""
+    folder = Path(folder)
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest lacks columns {missing}")
+    atomic_write_text(folder / "classes.txt", "".join(f"{c}\n" for c in classes))
+    atomic_write_json(folder / "report.json", report)
+    atomic_write_csv(folder / "manifest.csv", manifest[MANIFEST_COLUMNS])
+
+
+@dataclass
+class FoldData:
+    """One fold of a prepared dataset: the pixels and the indices of each side."""
+
+    images: np.ndarray  # uint8 [N, 224, 224, 3] (a memory map)
+    labels: np.ndarray  # int64 [N]
+    subjects: np.ndarray  # str [N]
+    train_index: np.ndarray  # rows of images used for training
+    test_index: np.ndarray  # rows of images used for testing
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class PreparedDataset:
+    """Reads a prepared folder: manifest, class names and the memory-mapped images."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.manifest = pd.read_csv(self.folder / "manifest.csv", dtype={"subject": str})
+        self.class_names = (self.folder / "classes.txt").read_text().splitlines()
+        self.images = np.load(self.folder / "images.npy", mmap_mode="r")
+
+    def folds(self) -> list[str]:
+        splits = set(self.manifest["split"])
+        if "test" in splits:
+            return ["test"]
+        return sorted((s for s in splits if s.startswith("fold")), key=lambda s: int(s[4:]))
+
+    def fold(self, name: str) -> FoldData:
+        split = self.manifest["split"]
+        if name == "test":
+            test, train = split == "test", split == "train"
+        else:
+            test, train = split == name, (split != name) & split.str.startswith("fold")
+        if not test.any():
+            raise ValueError(f"{self.folder}: no test images for fold {name!r} "
+                             f"(folds present: {', '.join(self.folds())})")
+        # Rows of images.npy with no manifest row (skipped files) keep label -1.
+        index = self.manifest["index"].to_numpy()
+        labels = np.full(len(self.images), -1, dtype=np.int64)
+        labels[index] = self.manifest["label"].to_numpy(np.int64)
+        subjects = np.full(len(self.images), "", dtype=object)
+        subjects[index] = self.manifest["subject"].to_numpy(str)
+        return FoldData(
+            images=self.images,
+            labels=labels,
+            subjects=subjects,
+            train_index=np.sort(index[train.to_numpy()]),
+            test_index=np.sort(index[test.to_numpy()]),
+            class_names=self.class_names,
+        )

@@ -1,0 +1,84 @@
+"""EFE, the expression feature extractor: VGG-Face backbone, mask-net and classifier."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from expmap.model.vggface import (
+    FEATURE_GRID,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SCRATCH_MEAN,
+    SCRATCH_STD,
+    VGG_FACE_MEAN,
+    VGG_FACE_STD,
+    backbone_state,
+    read_weights,
+    scaled_width,
+    vgg16_features,
+)
+
+
+class EFE(nn.Module):
+    """Image batch [B,3,224,224] (RGB, 0..255) -> (mask [B,1,7,7], masked features
+    [B,C,7,7], logits [B,K]), C = 512 x width.
+
+    The input normalisation is a pair of buffers, so it travels with the weights in every
+    checkpoint: VGG-Face's or ImageNet's when those weights are loaded, unit scale otherwise.
+    """
+
+    def __init__(self, num_classes: int, width: float = 1.0, dropout: float = 0.5):
+        super().__init__()
+        self.num_classes = num_classes
+        self.width = width
+        self.features = vgg16_features(width)
+        channels = scaled_width(512, width)
+        hidden = scaled_width(4096, width)
+        self.channels = channels
+        self.mask_net = nn.Sequential(nn.Conv2d(channels, 1, kernel_size=1), nn.Sigmoid())
+        # Same indices as torchvision's VGG classifier (fc6 = 0, fc7 = 3, fc8 = 6).
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * FEATURE_GRID * FEATURE_GRID, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        self.register_buffer("input_mean", torch.tensor(SCRATCH_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("input_std", torch.tensor(SCRATCH_STD).view(1, 3, 1, 1))
+        self._init_from_scratch()
+
+    def _init_from_scratch(self) -> None:
+        # He (fan-in) init of fc6/fc7 and a small last fc and mask conv: DESIGN.md measured
+        # that the narrow VGG collapses to a constant output without it.
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        for m in (self.classifier[0], self.classifier[3]):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        for m in (self.classifier[6], self.mask_net[0]):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+    def load_backbone(self, path: str) -> str:
+        """Load VGG-Face (vgg_face_dag.pth) or torchvision vgg16 weights; returns the layout."""
+        layout, mapped = backbone_state(read_weights(path), self.features, self.classifier,
+                                        str(path))
+        own = self.state_dict()
+        own.update(mapped)
+        mean, std = ((VGG_FACE_MEAN, VGG_FACE_STD) if layout == "vgg_face_dag"
+                     else (IMAGENET_MEAN, IMAGENET_STD))
+        own["input_mean"] = torch.tensor(mean).view(1, 3, 1, 1)
+        own["input_std"] = torch.tensor(std).view(1, 3, 1, 1)
+        self.load_state_dict(own)
+        return layout
+
+    def forward(self, images: torch.Tensor):
+        x = (images - self.input_mean) / self.input_std
+        grid = self.features(x)
+        mask = self.mask_net(grid)
+        masked = mask * grid
+        logits = self.classifier(masked.flatten(1))
+        return mask, masked, logits

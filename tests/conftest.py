@@ -1,0 +1,37 @@
+"""Fixtures made in code: a tiny prepared store whose classes differ by a bright patch."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from expmap.data.store import StoreWriter, write_prepared
+
+CLASSES = ["left", "middle", "right"]
+
+
+def make_prepared(folder, subjects=6, per_class=2, folds=3, seed=0):
+    """A prepared store: class c shows a bright block in column band c; folds by subject."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(subjects):
+        for label, name in enumerate(CLASSES):
+            for k in range(per_class):
+                rows.append({"image_id": f"s{s}_{name}_{k}", "source": f"s{s}/{name}/{k}.png",
+                             "subject": f"S{s:03d}", "label": label, "label_name": name,
+                             "split": f"fold{s % folds}"})
+    manifest = pd.DataFrame(rows)
+    manifest["index"] = np.arange(len(manifest))
+    writer = StoreWriter(folder, len(manifest))
+    for i, row in manifest.iterrows():
+        face = rng.integers(40, 90, size=(224, 224, 3), dtype=np.uint8)
+        band = 75 * row["label"]
+        face[60:160, band:band + 74] = 230
+        writer[i] = face
+    writer.close()
+    write_prepared(folder, manifest, CLASSES, {"counts": len(manifest)})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("prepared") / "tiny" / "prepared")

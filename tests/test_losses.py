@@ -1,0 +1,112 @@
+"""triplet_loss against a plain loop written straight from SPEC §2."""
+
+import pytest
+import torch
+
+from expmap.losses import (
+    EMRWeights,
+    EPMGWeights,
+    grayscale,
+    stage2_loss,
+    stage3_loss,
+    triplet_loss,
+)
+
+
+def loop_triplet_loss(x, labels, margin):
+    x = x.flatten(1)
+    total = x.sum() * 0.0
+    for i in range(len(x)):
+        positives = [((x[i] - x[j]) ** 2).sum() for j in range(len(x)) if labels[j] == labels[i]]
+        negatives = [((x[i] - x[j]) ** 2).sum() for j in range(len(x)) if labels[j] != labels[i]]
+        if negatives:
+            total = total + torch.clamp(max(positives) - min(negatives) + margin, min=0.0)
+    return total / len(x)
+
+
+def both(x, labels, margin):
+    a = x.detach().clone().requires_grad_(True)
+    b = x.detach().clone().requires_grad_(True)
+    fast, slow = triplet_loss(a, labels, margin), loop_triplet_loss(b, labels, margin)
+    fast.backward()
+    slow.backward()
+    return fast, slow, a.grad, b.grad
+
+
+def batch_labels(batch, classes, generator):
+    return torch.randint(0, classes, (batch,), generator=generator)
+
+
+@pytest.mark.parametrize("batch", [56, 210])
+@pytest.mark.parametrize("shape,margin", [((128,), 0.2), ((1, 224, 224), 0.2)])
+def test_triplet_matches_loop(batch, shape, margin):
+    generator = torch.Generator().manual_seed(batch)
+    if len(shape) == 1:
+        x = torch.rand(batch, *shape, generator=generator, dtype=torch.float64)
+    else:  # pattern maps: similar images, as the decoder produces
+        base = torch.rand(1, *shape, generator=generator, dtype=torch.float64)
+        x = (base + 0.02 * torch.randn(batch, *shape, generator=generator,
+                                       dtype=torch.float64)).clamp(0, 1)
+    # classes 5 and 6 absent, class 4 with a single sample
+    labels = batch_labels(batch, 4, generator)
+    labels[0] = 4
+    fast, slow, grad_fast, grad_slow = both(x, labels, margin)
+    assert fast.item() > 0
+    torch.testing.assert_close(fast, slow, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(grad_fast, grad_slow, rtol=1e-7, atol=1e-9)
+
+
+def test_triplet_float32_maps_close_to_exact():
+    generator = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 1, 224, 224, generator=generator)
+    x = (base + 0.05 * torch.randn(56, 1, 224, 224, generator=generator)).clamp(0, 1)
+    labels = batch_labels(56, 7, generator)
+    fast = triplet_loss(x, labels, 0.2)
+    exact = loop_triplet_loss(x.double(), labels, 0.2)
+    torch.testing.assert_close(fast.double(), exact, rtol=1e-4, atol=1e-4)
+
+
+def test_triplet_single_class_is_zero_with_gradient():
+    x = torch.rand(8, 128, requires_grad=True)
+    loss = triplet_loss(x, torch.zeros(8, dtype=torch.long), 0.2)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_triplet_separated_classes_are_zero_and_margin_counts():
+    x = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert triplet_loss(x, labels, 0.2).item() == 0.0
+    # d_ap = 0.01 for every anchor; d_an = 100 for anchors 0 and 3, 98.01 for 1 and 2
+    expected = (2 * (100.0 + 0.01 - 100.0) + 2 * (100.0 + 0.01 - 98.01)) / 4
+    assert triplet_loss(x, labels, 100.0).item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_grayscale_range():
+    white = torch.full((1, 3, 4, 4), 255.0)
+    assert torch.allclose(grayscale(white), torch.ones(1, 1, 4, 4))
+
+
+def test_stage_losses_weigh_their_terms():
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    logits = torch.randn(6, 3, generator=generator)
+    mask, refined = torch.rand(6, 1, 7, 7), torch.rand(6, 1, 7, 7)
+    h = torch.randn(6, 16, generator=generator)
+    w = EMRWeights(lambda1=2.0, lambda2=0.5, lambda3=3.0, alpha=0.2)
+    terms = stage2_loss(logits, mask, refined, h, labels, w)
+    expected = 2.0 * terms["efe"] + 0.5 * terms["mask"] + 3.0 * terms["h"]
+    torch.testing.assert_close(terms["total"], expected)
+    torch.testing.assert_close(terms["mask"], ((mask - refined) ** 2).sum((1, 2, 3)).mean())
+
+    e = torch.rand(6, 128)
+    pattern = torch.rand(6, 1, 224, 224)
+    images = torch.rand(6, 3, 224, 224) * 255
+    w3 = EPMGWeights(lambda4=1e-4, lambda5=40.0, lambda6=1.0, lambda7=0.5, beta=0.2, gamma=0.3)
+    terms = stage3_loss(e, logits, pattern, images, labels, w3)
+    expected = (terms["embed"] + 0.5 * terms["classify"] + 1e-4 * terms["pattern"]
+                + 40.0 * terms["sim"])
+    torch.testing.assert_close(terms["total"], expected)
+    torch.testing.assert_close(terms["sim"], loop_triplet_loss(pattern, labels, 0.2), rtol=1e-5,
+                               atol=1e-4)

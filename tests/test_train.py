@@ -1,0 +1,153 @@
+"""The training stages: samplers, freezing, resume, and the stops a user relies on."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from expmap.checkpoints import load_checkpoint
+from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler
+from expmap.evaluate import evaluate_fold
+from expmap.train import TrainingError, train_stage
+
+WIDTH = 1 / 32
+COMMON = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "clipping": 10.0, "seed": 3}
+STAGE1 = {**COMMON, "epochs": 2, "batch_size": 8}
+STAGE2 = {**COMMON, "epochs": 2, "t": 3, "iterations": 2, "frozen_convs": 13}
+STAGE3 = {**COMMON, "epochs": 2, "t": 3, "iterations": 2, "lambda4": 1e-4, "lambda5": 1e-4}
+
+
+def run(stage, hp, prepared, out, init=None, log=lambda line: None):
+    train_stage(stage, hp, prepared, "fold0", out / f"stage{stage}.pt",
+                out / f"stage{stage}.csv", out / f"state{stage}", init=init,
+                model={"width": WIDTH, "weights": None} if stage == 1 else None, log=log)
+    return out / f"stage{stage}.pt"
+
+
+@pytest.fixture(scope="module")
+def stage1(prepared, tmp_path_factory):
+    return run(1, STAGE1, prepared, tmp_path_factory.mktemp("stage1"))
+
+
+def test_shuffled_sampler_covers_every_sample_once():
+    sampler = ShuffledBatchSampler(np.arange(10, 33), 5, seed=1)
+    sampler.set_epoch(4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 5
+    assert sorted(np.concatenate(batches)) == list(range(10, 33))
+    sampler.set_epoch(5)
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, sampler))
+
+
+def test_triplet_sampler_draws_t_of_each_class():
+    labels = np.array([0] * 10 + [1] * 2 + [2] * 7)
+    rows = np.arange(100, 119)
+    sampler = TripletBatchSampler(rows, labels, t=4, iterations=6, seed=0)
+    batches = list(sampler)
+    assert len(batches) == 6
+    for batch in batches:
+        batch_labels = labels[batch - 100]
+        assert [int((batch_labels == c).sum()) for c in range(3)] == [4, 4, 4]
+        assert len(set(batch[batch_labels == 0])) == 4  # without replacement where possible
+    sampler.set_epoch(0)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, sampler))  # seeded
+
+
+def test_stages_write_checkpoints_and_metrics(prepared, stage1, tmp_path):
+    stage2 = run(2, STAGE2, prepared, tmp_path, init=stage1)
+    stage3 = run(3, STAGE3, prepared, tmp_path, init=stage2)
+    metrics = pd.read_csv(tmp_path / "stage3.csv")
+    assert list(metrics["epoch"]) == [1, 2]
+    for column in ["loss_total", "loss_embed", "loss_classify", "loss_pattern", "loss_sim",
+                   "train_accuracy", "test_accuracy", "images_per_second"]:
+        assert metrics[column].notna().all(), column
+    assert set(pd.read_csv(tmp_path / "stage2.csv").columns) >= {"loss_efe", "loss_mask", "loss_h"}
+    assert not (tmp_path / "state3").exists()  # the resumable state goes once the stage ends
+    summary = evaluate_fold(prepared, "fold0", {"stage1": stage1, "stage2": stage2,
+                                                "stage3": stage3},
+                            tmp_path / "predictions.csv", tmp_path / "summary.json")
+    assert summary["n_test"] == 12 and set(summary["heads"]) == {"efe_stage1", "efe_stage2",
+                                                                  "epmg"}
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(predictions) == 12 and predictions["subject"].nunique() == 2
+    assert abs(predictions.filter(like="prob_").sum(axis=1) - 1).max() < 1e-5
+    assert summary["heads"]["epmg"]["accuracy"] == pytest.approx(
+        (predictions["pred_epmg"] == predictions["label"]).mean())
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_freezing_leaves_exactly_the_frozen_parameters(prepared, stage1, tmp_path):
+    hp = {**STAGE2, "frozen_convs": 5, "epochs": 1, "iterations": 1}
+    before = load_checkpoint(stage1)["modules"]["efe"]
+    after = load_checkpoint(run(2, hp, prepared, tmp_path, init=stage1))["modules"]["efe"]
+    first_five = {f"features.{i}.{kind}" for i in (0, 2, 5, 7, 10) for kind in ("weight", "bias")}
+    buffers = {"input_mean", "input_std"}
+    assert changed(before, after) == set(before) - first_five - buffers
+
+    stage2 = tmp_path / "stage2.pt"
+    stage3 = load_checkpoint(run(3, {**STAGE3, "epochs": 1, "iterations": 1}, prepared,
+                                 tmp_path, init=stage2))
+    stage2 = load_checkpoint(stage2)
+    for module in ("efe", "emr"):
+        assert not changed(stage2["modules"][module], stage3["modules"][module])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_after(text):
+    def log(line):
+        if text in line:
+            raise Interrupt(line)
+    return log
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_resume_equals_uninterrupted(prepared, stage1, tmp_path, stage):
+    hp = {**(STAGE1 if stage == 1 else STAGE2), "epochs": 3}
+    init = stage1 if stage == 2 else None
+    whole = load_checkpoint(run(stage, hp, prepared, tmp_path / "whole", init=init))
+    broken = tmp_path / "broken"
+    with pytest.raises(Interrupt):  # mid-run, after epoch 2's log line, before its state
+        run(stage, hp, prepared, broken, init=init, log=interrupt_after("epoch 2/3"))
+    assert (broken / f"state{stage}" / "last.pt").exists()
+    assert not (broken / f"stage{stage}.pt").exists()
+    lines = []
+    resumed = load_checkpoint(run(stage, hp, prepared, broken, init=init, log=lines.append))
+    assert any("resuming after epoch 1" in line for line in lines)
+    for module in whole["modules"]:
+        assert not changed(whole["modules"][module], resumed["modules"][module])
+    columns = ["epoch", "lr", "loss_total", "train_accuracy", "test_accuracy"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / f"stage{stage}.csv")[columns],
+                                  pd.read_csv(broken / f"stage{stage}.csv")[columns])
+
+
+def test_changed_hyperparameters_discard_the_old_state(prepared, tmp_path):
+    with pytest.raises(Interrupt):
+        run(1, STAGE1, prepared, tmp_path, log=interrupt_after("epoch 2/2"))
+    lines = []
+    run(1, {**STAGE1, "lr": 5e-3}, prepared, tmp_path, log=lines.append)
+    assert any("discarding" in line for line in lines)
+    assert not any("resuming" in line for line in lines)
+
+
+def test_nonfinite_loss_stops_with_one_line_and_keeps_checkpoints(prepared, stage1, tmp_path):
+    out = tmp_path
+    (out / "stage2.pt").write_bytes(b"earlier result")
+    with pytest.raises(TrainingError) as error:
+        run(2, {**STAGE2, "lr": 1e30, "clipping": 1e30, "lambda1": 1e30}, prepared, out,
+            init=stage1)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "prepared fold0 stage 2" in message or "fold0 stage 2" in message
+    assert "non-finite" in message and "epoch 1" in message and "step" in message
+    assert (out / "stage2.pt").read_bytes() == b"earlier result"
+
+
+def test_unknown_hyperparameter_is_refused(prepared, tmp_path):
+    with pytest.raises(TrainingError, match=r"unknown hyperparameter\(s\) \['lamda4'\]"):
+        run(3, {**STAGE3, "lamda4": 1.0}, prepared, tmp_path, init=tmp_path / "x.pt")
