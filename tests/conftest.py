@@ -35,3 +35,27 @@ def make_prepared(folder, subjects=6, per_class=2, folds=3, seed=0):
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory):
     return make_prepared(tmp_path_factory.mktemp("prepared") / "tiny" / "prepared")
+
+
+TINY_COMMON = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "clipping": 10.0, "seed": 3,
+               "epochs": 1}
+TINY_HP = {1: {**TINY_COMMON, "batch_size": 8},
+           2: {**TINY_COMMON, "t": 3, "iterations": 2, "frozen_convs": 13},
+           3: {**TINY_COMMON, "t": 3, "iterations": 2, "lambda4": 1e-4, "lambda5": 1e-4}}
+
+
+@pytest.fixture(scope="session")
+def trained(prepared, tmp_path_factory):
+    """Checkpoints of all three stages on fold0 of the tiny store (one epoch each)."""
+    from expmap.train import train_stage
+
+    out = tmp_path_factory.mktemp("trained")
+    paths = {}
+    for stage in (1, 2, 3):
+        paths[f"stage{stage}"] = out / f"stage{stage}.pt"
+        train_stage(stage, TINY_HP[stage], prepared, "fold0", paths[f"stage{stage}"],
+                    out / f"stage{stage}.csv", out / f"state{stage}",
+                    init=paths.get(f"stage{stage - 1}"),
+                    model={"width": 1 / 32, "weights": None} if stage == 1 else None,
+                    log=lambda line: None)
+    return paths

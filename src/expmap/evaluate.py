@@ -5,6 +5,7 @@ the confusion matrix."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,34 +13,31 @@ import torch
 from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import image_batch, ordered_batches
 from expmap.data.store import PreparedDataset, atomic_write_csv, atomic_write_json
+from expmap.interpret import as_uint8, mask_region_share, pattern_map_invariance
 
 EVAL_BATCH = 64
+SAMPLES_PER_CLASS = 8
 HEADS = {"efe_stage1": "stage1", "efe_stage2": "stage2", "epmg": "stage3"}
 
 
-def head_logits(checkpoint: dict, head: str):
-    """A function images -> logits of the named head of a checkpoint's modules."""
+def head_outputs(checkpoint: dict, head: str, images: np.ndarray, rows: np.ndarray,
+                 device) -> dict[str, torch.Tensor]:
+    """Class probabilities of one head over `rows`, on the CPU; for the EPMG head also the
+    EFE masks [N,1,7,7] and the pattern maps [N,1,224,224]."""
     modules = build_modules(checkpoint)
     for module in modules.values():
-        module.eval()
-    efe = modules["efe"]
-    if head == "epmg":
-        epmg = modules["epmg"]
-        return modules, lambda images: epmg(efe(images)[1])[1]
-    return modules, lambda images: efe(images)[2]
-
-
-def predict(checkpoint: dict, head: str, images: np.ndarray, rows: np.ndarray,
-            device) -> torch.Tensor:
-    """Class probabilities [len(rows), K] of one head, on the CPU."""
-    modules, logits_of = head_logits(checkpoint, head)
-    for module in modules.values():
-        module.to(device)
-    chunks = []
+        module.to(device).eval()
+    efe, epmg = modules["efe"], modules.get("epmg")
+    outputs: dict[str, list[torch.Tensor]] = {"probabilities": [], "masks": [], "patterns": []}
     with torch.no_grad():
         for batch_rows in ordered_batches(rows, EVAL_BATCH):
-            chunks.append(logits_of(image_batch(images, batch_rows, device)).softmax(1))
-    return torch.cat(chunks).cpu()
+            mask, masked, logits = efe(image_batch(images, batch_rows, device))
+            if head == "epmg":
+                _, logits, pattern = epmg(masked)
+                outputs["masks"].append(mask.cpu())
+                outputs["patterns"].append(pattern.cpu())
+            outputs["probabilities"].append(logits.softmax(1).cpu())
+    return {name: torch.cat(parts) for name, parts in outputs.items() if parts}
 
 
 def accuracy_summary(labels: np.ndarray, predictions: np.ndarray, class_names: list[str]) -> dict:
@@ -53,9 +51,33 @@ def accuracy_summary(labels: np.ndarray, predictions: np.ndarray, class_names: l
             "per_class": per_class, "confusion": confusion.tolist()}
 
 
+def figure_samples(outputs: dict, labels: np.ndarray, subjects: np.ndarray, rows: np.ndarray,
+                   num_classes: int) -> dict[str, np.ndarray]:
+    """What the figures need, bounded in size whatever the test set: per class up to
+    SAMPLES_PER_CLASS maps and masks of different subjects, and every class's mean map."""
+    chosen = []
+    for c in range(num_classes):
+        of_class = np.flatnonzero(labels == c)
+        _, first_of_subject = np.unique(subjects[of_class], return_index=True)
+        chosen.extend(of_class[np.sort(first_of_subject)][:SAMPLES_PER_CLASS])
+    chosen = np.array(chosen, dtype=np.int64)
+    patterns = outputs["patterns"][:, 0]
+    means = torch.zeros(num_classes, *patterns.shape[1:])
+    for c in range(num_classes):
+        if (labels == c).any():
+            means[c] = patterns[torch.from_numpy(labels == c)].mean(0)
+    return {"rows": rows[chosen], "labels": labels[chosen],
+            "subjects": subjects[chosen].astype(str),
+            "masks": outputs["masks"][chosen, 0].numpy().astype(np.float32),
+            "patterns": as_uint8(patterns[chosen]), "class_mean_patterns": means.numpy()}
+
+
 def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str, str],
                   predictions: str | os.PathLike, summary: str | os.PathLike,
-                  device: str = "cpu", threads: int = 1) -> dict:
+                  maps: str | os.PathLike | None = None, device: str = "cpu",
+                  threads: int = 1) -> dict:
+    """Writes predictions.csv and summary.json (accuracies, confusion, interpretability) and,
+    when `maps` is given, an .npz of masks and pattern maps for the figures."""
     torch.set_num_threads(max(1, threads))
     dataset = PreparedDataset(prepared)
     data = dataset.fold(fold)
@@ -65,15 +87,32 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
                                                           "label_name"]].reset_index()
     result = {"fold": fold, "n_test": int(len(rows)), "class_names": data.class_names, "heads": {}}
     for head, stage in HEADS.items():
-        checkpoint = load_checkpoint(checkpoints[stage])
-        probabilities = predict(checkpoint, head, data.images, rows, device)
-        predicted = probabilities.argmax(1).numpy()
+        head_result = head_outputs(load_checkpoint(checkpoints[stage]), head, data.images, rows,
+                                   device)
+        predicted = head_result["probabilities"].argmax(1).numpy()
         table[f"pred_{head}"] = predicted
         result["heads"][head] = accuracy_summary(labels, predicted, data.class_names)
         if head == "epmg":
-            for c, name in enumerate(data.class_names):
-                table[f"prob_{name}"] = probabilities[:, c].numpy()
+            outputs = head_result
+    for c, name in enumerate(data.class_names):
+        table[f"prob_{name}"] = outputs["probabilities"][:, c].numpy()
+    result["interpretability"] = pattern_map_invariance(
+        outputs["patterns"], torch.from_numpy(labels), data.num_classes)
+    regions = dataset.regions()
+    if regions is not None:
+        result["interpretability"].update(
+            mask_region_share(outputs["masks"], torch.from_numpy(regions[rows])))
+    if maps is not None:
+        samples = figure_samples(outputs, labels, data.subjects[rows], rows, data.num_classes)
+        save_npz_atomic(maps, class_names=np.array(data.class_names), **samples)
     atomic_write_csv(predictions, table)
     atomic_write_json(summary, result)
     return result
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
 

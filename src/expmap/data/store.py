@@ -157,6 +157,11 @@ class PreparedDataset:
         self.class_names = (self.folder / "classes.txt").read_text().splitlines()
         self.images = np.load(self.folder / "images.npy", mmap_mode="r")
 
+    def regions(self) -> np.ndarray | None:
+        """Ground-truth expression regions [N,224,224] where the data has them (synthetic)."""
+        path = self.folder / "regions.npy"
+        return np.load(path, mmap_mode="r") if path.exists() else None
+
     def folds(self) -> list[str]:
         splits = set(self.manifest["split"])
         if "test" in splits:

@@ -1,0 +1,106 @@
+"""The commands a person types: `expmap predict`.
+
+    expmap predict --model results/<dataset>/default/<fold>/stage3.pt face1.jpg face2.png ...
+
+For each image: the class probabilities (printed as a table and written to
+predictions.csv), the EFE mask laid over the face and the expression pattern map (PNGs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from expmap.checkpoints import CheckpointError, build_modules, load_checkpoint
+from expmap.data.faces import SkippedImage, crop_detected, read_rgb
+from expmap.data.store import atomic_write_csv
+
+
+def predict_images(checkpoint_path: str, image_paths: list[str], out: Path,
+                   device: str = "cpu") -> pd.DataFrame:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from expmap.viz import save_figure, upsample
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint["stage"] != 3:
+        raise CheckpointError(f"{checkpoint_path} is a stage-{checkpoint['stage']} checkpoint; "
+                              "predict needs stage3.pt (it holds the EPMG head)")
+    modules = build_modules(checkpoint)
+    efe, epmg = modules["efe"].to(device).eval(), modules["epmg"].to(device).eval()
+    class_names = checkpoint["class_names"]
+    rows = []
+    for path in image_paths:
+        try:
+            face, crop = crop_detected(read_rgb(path))
+        except SkippedImage as error:
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            continue
+        images = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].float().to(device)
+        with torch.no_grad():
+            mask, masked, _ = efe(images)
+            _, logits, pattern = epmg(masked)
+        probabilities = logits.softmax(1)[0].cpu().numpy()
+        predicted = class_names[int(probabilities.argmax())]
+        stem = Path(path).stem
+        figure, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+        axes[0].imshow(face)
+        axes[0].set_title(f"face ({crop} crop)")
+        axes[1].imshow(face)
+        axes[1].imshow(upsample(mask[0, 0].cpu().numpy(), face.shape[0]), cmap="jet", alpha=0.45,
+                       vmin=0, vmax=1)
+        axes[1].set_title("EFE mask")
+        axes[2].imshow(pattern[0, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[2].set_title(f"pattern map: {predicted}")
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        save_figure(figure, out / f"{stem}_maps.png")
+        rows.append({"image": path, "predicted": predicted, "crop": crop,
+                     **{name: float(p) for name, p in zip(class_names, probabilities)},
+                     "figure": str(out / f"{stem}_maps.png")})
+    table = pd.DataFrame(rows)
+    if len(table):
+        atomic_write_csv(out / "predictions.csv", table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="expmap", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="classify face photos with a trained model")
+    predict.add_argument("--model", required=True, help="a stage-3 checkpoint (stage3.pt)")
+    predict.add_argument("--out", default="predictions", help="folder for the PNGs and CSV")
+    predict.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    predict.add_argument("images", nargs="+", help="face photos (JPEG, PNG, ...)")
+    args = parser.parse_args(argv)
+
+    try:
+        table = predict_images(args.model, args.images, Path(args.out), args.device)
+    except CheckpointError as error:
+        print(f"expmap predict: {error}", file=sys.stderr)
+        return 2
+    if table.empty:
+        print("expmap predict: none of the images could be read", file=sys.stderr)
+        return 2
+    class_columns = [c for c in table.columns if c not in ("image", "predicted", "crop", "figure")]
+    shown = table[["image", "predicted", *class_columns]].copy()
+    shown[class_columns] = (100 * shown[class_columns]).round(1)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(shown.to_string(index=False))
+    print(f"\nprobabilities (%) above; masks and pattern maps: {Path(args.out) / '*_maps.png'}; "
+          f"table: {Path(args.out) / 'predictions.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""A folder of one's own: <root>/<class>/<image>, optionally <root>/subjects.csv.
+
+subjects.csv has the columns image (path relative to root, such as happy/0001.jpg, or the
+bare file name when that is unique) and subject; with it the folds keep each subject's
+images together (runs of consecutive subjects), without it they are stratified by class.
+
+Options (config `datasets.<name>`, adapter imagefolder):
+  classes: null          class order; default the class folders' names, sorted. A list
+                         fixes the order and takes only those folders
+  folds: 10              number of folds
+  seed: 0                seed of the stratified folds
+  detect_faces: false    true: cut the face out with OpenCV's detector (extra `faces`),
+                         centred crop where none is found; false: centred square crop
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from expmap.data.adapters import LayoutError
+from expmap.data.adapters.common import (
+    Item,
+    Skipped,
+    entries,
+    face_finder,
+    find_root,
+    is_litter,
+    option,
+    prepare_store,
+    subfolders,
+)
+from expmap.data.folds import consecutive_subject_folds, fold_name, stratified_folds
+
+NAME = "imagefolder"
+LAYOUT = "one folder per class holding its images (<root>/<class>/<image>), optional subjects.csv"
+SOURCE = "your own images"
+needs_root = True
+
+SUBJECTS = "subjects.csv"
+
+
+def class_folders(folder: Path) -> list[Path]:
+    return [sub for sub in subfolders(folder) if any(p.is_file() for p in entries(sub))]
+
+
+def looks_like(folder: Path) -> bool:
+    return folder.is_dir() and len(class_folders(folder)) >= 2
+
+
+def locate(root: Path) -> Path:
+    # Not the folder above: any folder with two subfolders of files would pass for one.
+    return find_root(root, looks_like, "two or more class folders holding images",
+                     look_above=False)
+
+
+def images_in(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.rglob("*"))
+            if p.is_file() and not any(is_litter(part) for part in p.relative_to(folder).parts)]
+
+
+def read_subjects(root: Path, sources: list[str]) -> list[str | None]:
+    """Each image's subject from subjects.csv (None where it names none)."""
+    table = pd.read_csv(root / SUBJECTS, dtype=str)
+    if not {"image", "subject"} <= set(table.columns):
+        raise LayoutError(f"{root / SUBJECTS} needs the columns image and subject")
+    by_path = {image: subject for image, subject in zip(table["image"], table["subject"],
+                                                        strict=True)
+               if isinstance(image, str) and isinstance(subject, str)}
+    names = [Path(source).name for source in sources]
+    unique_names = {name for name, count in Counter(names).items() if count == 1}
+    subjects = [by_path.get(source, by_path.get(name) if name in unique_names else None)
+                for source, name in zip(sources, names, strict=True)]
+    if not any(subjects):
+        raise LayoutError(f"{root / SUBJECTS} names the subject of none of the {len(sources)} "
+                          f"images (column image: paths such as {sources[0]}, or file names)")
+    return subjects
+
+
+def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
+    root = locate(root)
+    n_folds = int(option(options, "folds", 10))
+    seed = int(option(options, "seed", 0))
+    detect = bool(option(options, "detect_faces", False))
+    folders = {folder.name: folder for folder in class_folders(root)}
+    classes = list(option(options, "classes", sorted(folders)))
+    absent = [name for name in classes if name not in folders]
+    if absent:
+        raise LayoutError(f"expected class folders {', '.join(absent)} in {root}")
+
+    listed = [(path.relative_to(root).as_posix(), label) for label, name in enumerate(classes)
+              for path in images_in(folders[name])]
+    skipped: list[Skipped] = []
+    if (root / SUBJECTS).is_file():
+        named = read_subjects(root, [source for source, _ in listed])
+        skipped = [Skipped(source, f"unknown: {SUBJECTS} names no subject for it")
+                   for (source, _), subject in zip(listed, named, strict=True) if subject is None]
+        listed = [(source, label, subject)
+                  for (source, label), subject in zip(listed, named, strict=True) if subject]
+        by_subject = consecutive_subject_folds((subject for *_, subject in listed), n_folds)
+        folds = [by_subject[subject] for *_, subject in listed]
+        grouping = f"subjects from {SUBJECTS}"
+    else:
+        # No subjects named: each image is its own.
+        listed = [(source, label, source.rsplit(".", 1)[0]) for source, label in listed]
+        folds = stratified_folds([label for _, label, _ in listed], n_folds, seed)
+        grouping = "stratified by class"
+    items = [Item(image_id=source.rsplit(".", 1)[0], source=source, subject=subject,
+                  label=label, split=fold_name(fold))
+             for (source, label, subject), fold in zip(listed, folds, strict=True)]
+    subjects = {item.subject for item in items}
+
+    warnings = []
+    if len(subjects) < n_folds:
+        warnings.append(f"{len(subjects)} subjects for {n_folds} folds: some folds are "
+                        "empty")
+    make_face, use_detector, detector_warnings = face_finder(root, detect)
+    return prepare_store(
+        title=f"imagefolder {root.name}", root=root, out=out, items=items, classes=classes,
+        make_face=make_face, options=options, threads=threads, log=log,
+        listing_skipped=skipped, fallback_crop="centre" if use_detector else None,
+        warnings=warnings + detector_warnings,
+        notes={"folds": n_folds, "grouping": grouping})

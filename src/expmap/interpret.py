@@ -1,0 +1,73 @@
+"""Measured interpretability (the paper shows it only in pictures).
+
+Identity invariance of pattern maps: a good pattern map looks the same whoever's face made
+it, so maps of one class lie close to their class mean and far from the other classes'.
+  within_between_ratio   mean distance of a map to its own class mean (leave-one-out)
+                         over the mean distance between class means; lower is better
+  nearest_mean_accuracy  share of maps whose nearest class mean (leave-one-out) is their
+                         own class's
+Mask placement, where the true expression regions are known (the synthetic benchmark):
+  mask_share  share of the mask's mass inside the image's expression regions
+  area_share  those regions' share of the image: what a mask that looks nowhere in
+              particular would score
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def class_means_leave_one_out(maps: torch.Tensor, labels: torch.Tensor, num_classes: int):
+    """Class means [K, D] and, per map, its own class mean without that map [N, D]."""
+    flat = maps.flatten(1).double()
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    sums = torch.zeros(num_classes, flat.shape[1], dtype=flat.dtype).index_add_(0, labels, flat)
+    means = sums / counts.clamp_min(1)[:, None]
+    own_count = counts[labels]
+    own_without = (sums[labels] - flat) / (own_count - 1).clamp_min(1)[:, None]
+    return means, own_without, counts
+
+
+def pattern_map_invariance(maps: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """within_between_ratio and nearest_mean_accuracy of maps [N, ...] with labels [N]."""
+    flat = maps.flatten(1).double()
+    means, own_without, counts = class_means_leave_one_out(maps, labels, num_classes)
+    usable = counts[labels] >= 2  # a map alone in its class has no leave-one-out mean
+    present = torch.nonzero(counts > 0).flatten()
+    if usable.sum() == 0 or len(present) < 2:
+        return {"within_between_ratio": None, "nearest_mean_accuracy": None,
+                "n_maps": int(len(flat))}
+    within = (flat - own_without).norm(dim=1)[usable].mean()
+    between_pairs = torch.cdist(means[present], means[present])
+    k = len(present)
+    between = between_pairs.sum() / (k * (k - 1))
+    distances = torch.cdist(flat, means[present])  # [N, present classes]
+    own_column = torch.searchsorted(present, labels)
+    distances[torch.arange(len(flat)), own_column] = (flat - own_without).norm(dim=1)
+    nearest = present[distances.argmin(dim=1)]
+    correct = (nearest == labels)[usable].double().mean()
+    return {"within_between_ratio": float(within / between),
+            "nearest_mean_accuracy": float(correct), "n_maps": int(usable.sum())}
+
+
+def mask_region_share(masks: torch.Tensor, regions: torch.Tensor) -> dict:
+    """Mask mass inside the true regions against the regions' area, over images that have
+    regions. masks [N,1,h,w] (any grid, upsampled bilinearly), regions [N,H,W] in {0,1}."""
+    regions = regions.float()
+    has_region = regions.flatten(1).sum(1) > 0
+    if has_region.sum() == 0:
+        return {"mask_share": None, "area_share": None, "n_masks": 0}
+    upsampled = F.interpolate(masks.float(), size=regions.shape[-2:], mode="bilinear",
+                              align_corners=False)[:, 0]
+    mass = upsampled.flatten(1)
+    inside = (mass * regions.flatten(1)).sum(1) / mass.sum(1).clamp_min(1e-12)
+    area = regions.flatten(1).mean(1)
+    return {"mask_share": float(inside[has_region].mean()),
+            "area_share": float(area[has_region].mean()), "n_masks": int(has_region.sum())}
+
+
+def as_uint8(maps: torch.Tensor) -> np.ndarray:
+    """Maps in [0,1] -> uint8, the form in which they are stored for figures."""
+    return (maps.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()

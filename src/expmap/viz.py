@@ -1,0 +1,152 @@
+"""Figures of one dataset: the report's loss curves (fig. 11) and test accuracy per epoch
+(fig. 12), the confusion matrix, masks over faces (fig. 9) and the expression pattern maps.
+
+Every function takes plain data (frames, arrays) and writes one PNG atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+STAGE_TITLES = {1: "Stage 1: EFE (L_EFE)", 2: "Stage 2: EMR (L_EMR)", 3: "Stage 3: EPMG (L_EPMG)"}
+TERM_LABELS = {"total": "total", "efe": "L_EFE (cross-entropy)", "mask": "L_mask",
+               "h": "L_h (triplet on h)", "embed": "L_embed (triplet on e)",
+               "classify": "L_classify", "pattern": "L_pattern", "sim": "L_sim (triplet on P)"}
+
+
+def save_figure(figure, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def loss_curves(metrics: dict[int, list[pd.DataFrame]], dataset: str, path) -> None:
+    """metrics[stage] = one metrics frame per fold; mean over folds per loss term, log scale."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, stage in zip(axes, (1, 2, 3)):
+        frames = metrics.get(stage, [])
+        if frames:
+            mean = pd.concat(frames).groupby("epoch").mean(numeric_only=True)
+            for column in [c for c in mean.columns if c.startswith("loss_")]:
+                term = column[len("loss_"):]
+                values = mean[column].abs().clip(lower=1e-8)
+                ax.plot(mean.index, values, marker=".", label=TERM_LABELS.get(term, term),
+                        linewidth=2.5 if term == "total" else 1.2)
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
+        ax.set_title(STAGE_TITLES[stage])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss (mean over folds)")
+        ax.grid(alpha=0.3)
+    figure.suptitle(f"{dataset}: loss per stage and term")
+    save_figure(figure, path)
+
+
+def accuracy_curves(metrics: dict[int, list[pd.DataFrame]], dataset: str, path) -> None:
+    """Test accuracy per epoch of each stage's head, every fold thin and the mean thick."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    heads = {1: "EFE head", 2: "EFE head", 3: "EPMG head (the reported one)"}
+    for ax, stage in zip(axes, (1, 2, 3)):
+        frames = [f.dropna(subset=["test_accuracy"]) for f in metrics.get(stage, [])]
+        for frame in frames:
+            ax.plot(frame["epoch"], 100 * frame["test_accuracy"], color="tab:blue", alpha=0.25)
+        if frames:
+            mean = pd.concat(frames).groupby("epoch")["test_accuracy"].mean()
+            ax.plot(mean.index, 100 * mean, color="tab:blue", linewidth=2.5,
+                    label=f"test, mean of {len(frames)} fold(s)")
+            train = pd.concat(metrics[stage]).groupby("epoch")["train_accuracy"].mean()
+            ax.plot(train.index, 100 * train, color="tab:orange", linestyle="--",
+                    label="train (running, mean)")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(f"{STAGE_TITLES[stage]}: {heads[stage]}")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    figure.suptitle(f"{dataset}: accuracy per epoch (curves only: the table uses the last epoch)")
+    save_figure(figure, path)
+
+
+def confusion_matrix(confusion: np.ndarray, class_names: list[str], dataset: str, path) -> None:
+    """Row-normalised confusion (rows: true class) with per-class accuracy on the diagonal."""
+    confusion = np.asarray(confusion, dtype=float)
+    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    figure, ax = plt.subplots(figsize=(1.0 * len(class_names) + 3, 1.0 * len(class_names) + 2))
+    image = ax.imshow(100 * rates, cmap="Blues", vmin=0, vmax=100)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(j, i, f"{100 * rates[i, j]:.0f}\n({int(confusion[i, j])})", ha="center",
+                    va="center", fontsize=8, color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    overall = 100 * np.trace(confusion) / max(confusion.sum(), 1)
+    ax.set_title(f"{dataset}: EPMG head, all test folds ({overall:.1f}% overall)\n"
+                 "% of the true class (count)")
+    figure.colorbar(image, ax=ax, label="% of true class")
+    save_figure(figure, path)
+
+
+def upsample(mask: np.ndarray, size: int) -> np.ndarray:
+    image = Image.fromarray((255 * np.clip(mask, 0, 1)).astype(np.uint8))
+    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=float) / 255
+
+
+def masks_over_faces(faces: np.ndarray, masks: np.ndarray, labels: np.ndarray,
+                     class_names: list[str], dataset: str, path, per_class: int = 4) -> None:
+    """Fig. 9: for each class, faces of different subjects with the EFE mask laid over."""
+    figure, axes = plt.subplots(len(class_names), per_class,
+                                figsize=(1.8 * per_class, 1.8 * len(class_names)), squeeze=False)
+    for c, name in enumerate(class_names):
+        chosen = np.flatnonzero(labels == c)[:per_class]
+        for k, ax in enumerate(axes[c]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k < len(chosen):
+                face = faces[chosen[k]]
+                ax.imshow(face)
+                ax.imshow(upsample(masks[chosen[k]], face.shape[0]), cmap="jet", alpha=0.45,
+                          vmin=0, vmax=1)
+            if k == 0:
+                ax.set_ylabel(name, fontsize=10)
+    figure.suptitle(f"{dataset}: EFE masks over test faces (red = high attention)")
+    save_figure(figure, path)
+
+
+def pattern_maps(patterns: np.ndarray, labels: np.ndarray, class_means: np.ndarray,
+                 class_names: list[str], dataset: str, path, per_class: int = 5) -> None:
+    """One row per class: maps of different subjects side by side, then the class mean.
+    Identity-invariant maps look alike along a row and differ between rows."""
+    columns = per_class + 1
+    figure, axes = plt.subplots(len(class_names), columns,
+                                figsize=(1.8 * columns, 1.8 * len(class_names)), squeeze=False)
+    for c, name in enumerate(class_names):
+        chosen = np.flatnonzero(labels == c)[:per_class]
+        for k, ax in enumerate(axes[c]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k < len(chosen):
+                ax.imshow(patterns[chosen[k]], cmap="gray", vmin=0, vmax=255)
+            elif k == columns - 1:
+                ax.imshow(class_means[c], cmap="gray", vmin=0, vmax=1)
+                ax.set_title("mean", fontsize=9)
+            if k == 0:
+                ax.set_ylabel(name, fontsize=10)
+        if c == 0:
+            for k in range(min(per_class, len(chosen))):
+                axes[0][k].set_title(f"subject {k + 1}", fontsize=9)
+    figure.suptitle(f"{dataset}: expression pattern maps of test subjects, per class")
+    save_figure(figure, path)

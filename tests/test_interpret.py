@@ -1,0 +1,49 @@
+"""The interpretability measures on inputs whose answer is known."""
+
+import pytest
+import torch
+
+from expmap.interpret import mask_region_share, pattern_map_invariance
+
+
+def test_identical_maps_per_class_are_perfectly_invariant():
+    templates = torch.eye(3).repeat_interleave(4, dim=0).view(12, 1, 1, 3)  # 3 classes x 4
+    labels = torch.arange(3).repeat_interleave(4)
+    result = pattern_map_invariance(templates, labels, num_classes=4)  # class 3 absent
+    assert result["within_between_ratio"] == pytest.approx(0.0)
+    assert result["nearest_mean_accuracy"] == 1.0
+
+
+def test_known_ratio_and_a_map_nearer_another_class():
+    # class 0 maps at 0 and 2 (mean 1), class 1 maps at 10 and 12 (mean 11), one dim
+    maps = torch.tensor([[0.0], [2.0], [10.0], [12.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    result = pattern_map_invariance(maps, labels, 2)
+    # leave-one-out distance to own mean is 2 for every map; classes' means lie 10 apart
+    assert result["within_between_ratio"] == pytest.approx(2 / 10)
+    assert result["nearest_mean_accuracy"] == 1.0
+    swapped = torch.tensor([[0.0], [12.0], [10.0], [2.0]])  # each class spans both places
+    assert pattern_map_invariance(swapped, labels, 2)["nearest_mean_accuracy"] == 0.0
+
+
+def test_random_maps_score_near_chance():
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.rand(700, 1, 16, 16, generator=generator)
+    labels = torch.arange(7).repeat(100)
+    result = pattern_map_invariance(maps, labels, 7)
+    assert result["within_between_ratio"] > 5  # class means nearly coincide
+    assert result["nearest_mean_accuracy"] < 0.3
+
+
+def test_mask_share_against_area_share():
+    regions = torch.zeros(2, 224, 224)
+    regions[:, :112] = 1  # top half
+    on_region = torch.zeros(2, 1, 7, 7)
+    on_region[:, :, :3] = 1  # top three of seven rows
+    result = mask_region_share(on_region, regions)
+    assert result["area_share"] == pytest.approx(0.5)
+    assert result["mask_share"] > 0.95
+    uniform = mask_region_share(torch.ones(2, 1, 7, 7), regions)
+    assert uniform["mask_share"] == pytest.approx(0.5, abs=1e-6)
+    empty = mask_region_share(torch.ones(1, 1, 7, 7), torch.zeros(1, 224, 224))
+    assert empty["mask_share"] is None
