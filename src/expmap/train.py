@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from expmap import checkpoints
-from expmap.data.batches import image_batch, ordered_batches
+from expmap.data.batches import image_batch, ordered_batches, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler, epoch_generator
 from expmap.data.store import PreparedDataset, atomic_write_csv
 from expmap.losses import EMRWeights, EPMGWeights, stage1_loss, stage2_loss, stage3_loss
@@ -333,13 +333,14 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
         first_nonfinite = torch.full((len(runner.terms),), -1, dtype=torch.long, device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
-        for step, batch_rows in enumerate(sampler):
+        pin = device.type == "cuda"
+        for step, (batch_rows, pixels) in enumerate(prefetched(sampler, data.images, pin)):
             global_step = epoch * steps_per_epoch + step
             lr = learning_rate(hp, global_step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             flip = torch.rand(len(batch_rows), generator=flips) < 0.5 if hp.flip else None
-            images = image_batch(data.images, batch_rows, device, flip)
+            images = to_device(pixels, device, flip)
             batch_labels = labels[batch_rows]
             terms, logits = runner.losses(images, batch_labels)
             optimizer.zero_grad(set_to_none=True)

@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
 
-def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device | str,
-                flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Rows of a uint8 [N,H,W,3] store -> float [B,3,H,W] in 0..255 on `device`.
-
-    The copy crosses to the device as uint8 (a quarter of the bytes) and becomes float there;
-    `flip` (bool [B]) mirrors the chosen images left-right.
-    """
+def read_rows(images: np.ndarray, rows: np.ndarray, pin: bool = False) -> torch.Tensor:
+    """Rows of a uint8 [N,H,W,3] store (a memory map) as one uint8 tensor in RAM."""
     pixels = torch.from_numpy(np.ascontiguousarray(images[rows]))
+    return pixels.pin_memory() if pin else pixels
+
+
+def to_device(pixels: torch.Tensor, device: torch.device | str,
+              flip: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float [B,3,H,W] in 0..255 on `device`; `flip` (bool [B]) mirrors
+    the chosen images left-right. The copy crosses as uint8, a quarter of the bytes."""
     batch = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     if flip is not None:
         batch = torch.where(flip.to(device).view(-1, 1, 1, 1), batch.flip(3), batch)
     return batch
+
+
+def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device | str,
+                flip: torch.Tensor | None = None) -> torch.Tensor:
+    return to_device(read_rows(images, rows), device, flip)
+
+
+def prefetched(batches: Iterable[np.ndarray], images: np.ndarray, pin: bool = False,
+               depth: int = 2) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(rows, pixels) for each batch of rows, read by a background thread `depth` batches
+    ahead, so that reading the store (page faults on a cold memory map) overlaps the step."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="expmap-read") as reader:
+        pending: deque = deque()
+        for rows in batches:
+            pending.append((rows, reader.submit(read_rows, images, rows, pin)))
+            if len(pending) > depth:
+                rows_ready, pixels = pending.popleft()
+                yield rows_ready, pixels.result()
+        while pending:
+            rows_ready, pixels = pending.popleft()
+            yield rows_ready, pixels.result()
 
 
 def ordered_batches(rows: np.ndarray, batch_size: int):
