@@ -151,3 +151,19 @@ def test_nonfinite_loss_stops_with_one_line_and_keeps_checkpoints(prepared, stag
 def test_unknown_hyperparameter_is_refused(prepared, tmp_path):
     with pytest.raises(TrainingError, match=r"unknown hyperparameter\(s\) \['lamda4'\]"):
         run(3, {**STAGE3, "lamda4": 1.0}, prepared, tmp_path, init=tmp_path / "x.pt")
+
+
+def test_validation_subjects_choose_an_epoch_and_never_train(prepared, stage1, tmp_path):
+    hp = {**STAGE3, "epochs": 3, "validation_fraction": 0.25}
+    lines = []
+    stage2 = run(2, {**STAGE2, "epochs": 1}, prepared, tmp_path, init=stage1)
+    stage3 = run(3, hp, prepared, tmp_path, init=stage2, log=lines.append)
+    # 4 training subjects in fold0 of the tiny store: one is held out (6 images)
+    assert any("18 training, 6 validation and 12 test images" in line for line in lines)
+    metrics = pd.read_csv(tmp_path / "stage3.csv")
+    chosen = load_checkpoint(stage3)["selected_on_validation"]
+    assert chosen["epoch"] == int(metrics["validation_accuracy"].idxmax()) + 1
+    summary = evaluate_fold(prepared, "fold0", {"stage1": stage1, "stage2": stage2,
+                                                "stage3": stage3},
+                            tmp_path / "predictions.csv", tmp_path / "summary.json")
+    assert summary["heads"]["epmg_selected_on_validation"]["epoch"] == chosen["epoch"]

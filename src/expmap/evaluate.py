@@ -21,10 +21,10 @@ HEADS = {"efe_stage1": "stage1", "efe_stage2": "stage2", "epmg": "stage3"}
 
 
 def head_outputs(checkpoint: dict, head: str, images: np.ndarray, rows: np.ndarray,
-                 device) -> dict[str, torch.Tensor]:
+                 device, selected_on_validation: bool = False) -> dict[str, torch.Tensor]:
     """Class probabilities of one head over `rows`, on the CPU; for the EPMG head also the
     EFE masks [N,1,7,7] and the pattern maps [N,1,224,224]."""
-    modules = build_modules(checkpoint)
+    modules = build_modules(checkpoint, selected_on_validation)
     for module in modules.values():
         module.to(device).eval()
     efe, epmg = modules["efe"], modules.get("epmg")
@@ -87,13 +87,21 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
                                                           "label_name"]].reset_index()
     result = {"fold": fold, "n_test": int(len(rows)), "class_names": data.class_names, "heads": {}}
     for head, stage in HEADS.items():
-        head_result = head_outputs(load_checkpoint(checkpoints[stage]), head, data.images, rows,
-                                   device)
+        checkpoint = load_checkpoint(checkpoints[stage])
+        head_result = head_outputs(checkpoint, head, data.images, rows, device)
         predicted = head_result["probabilities"].argmax(1).numpy()
         table[f"pred_{head}"] = predicted
         result["heads"][head] = accuracy_summary(labels, predicted, data.class_names)
         if head == "epmg":
             outputs = head_result
+    if "selected_on_validation" in checkpoint:  # the stage-3 epoch chosen on held-out subjects
+        chosen = checkpoint["selected_on_validation"]
+        predicted = head_outputs(checkpoint, "epmg", data.images, rows, device,
+                                 selected_on_validation=True)["probabilities"].argmax(1).numpy()
+        table["pred_epmg_selected_on_validation"] = predicted
+        result["heads"]["epmg_selected_on_validation"] = {
+            **accuracy_summary(labels, predicted, data.class_names), "epoch": chosen["epoch"],
+            "validation_accuracy": chosen["validation_accuracy"]}
     for c, name in enumerate(data.class_names):
         table[f"prob_{name}"] = outputs["probabilities"][:, c].numpy()
     result["interpretability"] = pattern_map_invariance(

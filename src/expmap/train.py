@@ -61,6 +61,9 @@ class CommonHyperparameters:
     schedule: str = "constant"  # or "cosine" (to 0 at the last step, after warm-up)
     flip: bool = True
     eval_every: int = 1
+    # Share of the training subjects held out to choose an epoch on; 0 = none. The test set
+    # never chooses anything: its accuracy per epoch is recorded for the curves only.
+    validation_fraction: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict):
@@ -73,6 +76,9 @@ class CommonHyperparameters:
         if missing:
             raise TrainingError(f"missing hyperparameter(s) {missing} for {cls.__name__}")
         hp = cls(**values)
+        if not 0.0 <= hp.validation_fraction < 1.0:
+            raise TrainingError("validation_fraction must lie in [0, 1), not "
+                                f"{hp.validation_fraction}")
         if hp.schedule not in ("constant", "cosine"):
             raise TrainingError(f"schedule must be 'constant' or 'cosine', not {hp.schedule!r}")
         return hp
@@ -259,6 +265,21 @@ def accuracy_on(stage, images: np.ndarray, labels: torch.Tensor, rows: np.ndarra
     return correct / max(1, len(rows))
 
 
+VALIDATION_SEED = 20220101  # fixed, so every stage of a fold holds out the same subjects
+
+
+def split_validation(rows: np.ndarray, subjects: np.ndarray,
+                     fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows): a seeded share of the training subjects held out."""
+    if fraction == 0:
+        return rows, rows[:0]
+    names = np.unique(subjects[rows].astype(str))
+    held = np.random.default_rng(VALIDATION_SEED).permutation(names)
+    held = held[: max(1, round(fraction * len(names)))]
+    is_validation = np.isin(subjects[rows].astype(str), held)
+    return rows[~is_validation], rows[is_validation]
+
+
 def fingerprint(stage: int, hp: CommonHyperparameters, init: dict | None, model: dict | None,
                 fold: str) -> str:
     """What a resumable state must match to be continued rather than discarded."""
@@ -297,7 +318,9 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
         module.to(device)
     runner = STAGES[stage](hp, modules)
     labels = torch.from_numpy(data.labels).to(device)
-    sampler = runner.sampler(hp, data.train_index, data.labels)
+    train_rows, validation_rows = split_validation(data.train_index, data.subjects,
+                                                   hp.validation_fraction)
+    sampler = runner.sampler(hp, train_rows, data.labels)
     steps_per_epoch = len(sampler)
     trainable = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=hp.lr, momentum=hp.momentum,
@@ -307,6 +330,7 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
     state_file = state_dir / "last.pt"
     key = fingerprint(stage, hp, init_checkpoint, model, fold)
     rows: list[dict] = []
+    selected: dict | None = None  # the epoch chosen on validation: its modules and accuracy
     start_epoch = 0
     if state_file.exists():
         state = torch.load(state_file, map_location="cpu", weights_only=True)
@@ -314,12 +338,13 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
             for name, module in modules.items():
                 module.load_state_dict(state["modules"][name])
             optimizer.load_state_dict(state["optimizer"])
-            rows, start_epoch = state["metrics"], state["epoch"]
+            rows, start_epoch, selected = state["metrics"], state["epoch"], state["selected"]
             log(f"{context}: resuming after epoch {start_epoch} from {state_file}")
         else:
             log(f"{context}: discarding {state_file} (other hyperparameters or inputs)")
 
-    log(f"{context}: {len(data.train_index)} training and {len(data.test_index)} test images, "
+    log(f"{context}: {len(train_rows)} training, {len(validation_rows)} validation and "
+        f"{len(data.test_index)} test images, "
         f"{data.num_classes} classes, {steps_per_epoch} steps per epoch, "
         f"{sum(p.numel() for p in trainable):,} trainable parameters, device {device}")
     for epoch in range(start_epoch, hp.epochs):
@@ -366,20 +391,33 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
         evaluate_now = (epoch + 1) % hp.eval_every == 0 or epoch + 1 == hp.epochs
         test_accuracy = (accuracy_on(runner, data.images, labels, data.test_index, device).item()
                          if evaluate_now else float("nan"))
+        validation_accuracy = float("nan")
+        if len(validation_rows):
+            validation_accuracy = accuracy_on(runner, data.images, labels, validation_rows,
+                                              device).item()
+            if selected is None or validation_accuracy > selected["validation_accuracy"]:
+                selected = {"epoch": epoch + 1, "validation_accuracy": validation_accuracy,
+                            "modules": {n: {k: v.detach().cpu().clone()
+                                            for k, v in m.state_dict().items()}
+                                        for n, m in modules.items()}}
         means = (sums / seen).tolist()
         seconds = time.time() - started
         row = {"epoch": epoch + 1, "lr": lr,
                **{f"loss_{t}": v for t, v in zip(runner.terms, means)},
-               "train_accuracy": correct.item() / seen, "test_accuracy": test_accuracy,
+               "train_accuracy": correct.item() / seen,
+               "validation_accuracy": validation_accuracy, "test_accuracy": test_accuracy,
                "images_per_second": seen / seconds, "seconds": seconds}
         rows.append(row)
         log(f"{context}: epoch {epoch + 1}/{hp.epochs} "
             + " ".join(f"{t} {v:.4g}" for t, v in zip(runner.terms, means))
-            + f" | train {100 * row['train_accuracy']:.1f}% test "
+            + f" | train {100 * row['train_accuracy']:.1f}%"
+            + (f" validation {100 * validation_accuracy:.1f}%" if len(validation_rows) else "")
+            + " test "
             + (f"{100 * test_accuracy:.1f}%" if evaluate_now else "-")
             + f" | lr {lr:.2e} {row['images_per_second']:.1f} img/s {seconds:.1f} s")
         state_dir.mkdir(parents=True, exist_ok=True)
         checkpoints.save_atomic({"fingerprint": key, "epoch": epoch + 1, "metrics": rows,
+                                 "selected": selected,
                                  "modules": {n: m.state_dict() for n, m in modules.items()},
                                  "optimizer": optimizer.state_dict()}, state_file)
 
@@ -391,6 +429,8 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
         history["model"] = model
     final = checkpoints.make_checkpoint(stage, modules, data.class_names, width, history,
                                         run_id=uuid.uuid4().hex)
+    if selected is not None:  # the next stage starts from the last epoch, as without it
+        final["selected_on_validation"] = selected
     atomic_write_csv(metrics, pd.DataFrame(rows))
     checkpoints.save_atomic(final, checkpoint)
     shutil.rmtree(state_dir, ignore_errors=True)
