@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from expmap.data import synthetic
-from expmap.data.adapters import adapter
+from expmap.data.adapters import LayoutError, adapter
 from expmap.data.store import PreparedDataset
 
 OPTIONS = {"seed": 3, "subjects": 8, "frames": 2, "sequence_length": 5, "folds": 4}
@@ -139,7 +139,7 @@ def test_every_pair_of_classes_differs_where_their_regions_are(prepared):
     ({"sequence_length": 1, "frames": 1}, "sequence_length must be at least 2"),
 ])
 def test_bad_options_give_one_clear_line(tmp_path, options, message):
-    with pytest.raises(ValueError, match=message) as error:
+    with pytest.raises(LayoutError, match=message) as error:
         prepare(options, tmp_path)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "images.npy").exists()

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
+from expmap.errors import UserError
 from expmap.model import EFE, EMR, EPMG
 
 FORMAT = "expmap-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message is the one line to show."""
 
 

@@ -34,6 +34,7 @@ from expmap import checkpoints
 from expmap.data.batches import image_batch, ordered_batches, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler, epoch_generator
 from expmap.data.store import PreparedDataset, atomic_write_csv
+from expmap.errors import UserError
 from expmap.losses import EMRWeights, EPMGWeights, stage1_loss, stage2_loss, stage3_loss
 from expmap.model import EFE, EMR, EPMG, NUM_CONVS
 from expmap.model.vggface import conv_layers
@@ -42,7 +43,7 @@ EVAL_BATCH = 64
 PROGRESS_SECONDS = 60.0
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     """A stage that cannot go on; the message is the one line to show."""
 
 

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from expmap.errors import UserError
+
 VGG16_LAYOUT = cfgs["D"]
 NUM_CONVS = sum(1 for v in VGG16_LAYOUT if v != "M")
 FEATURE_GRID = 7  # 224 / 2**5 after five max-pools
@@ -34,7 +36,7 @@ VGG_FACE_CONV_NAMES = [f"conv{block}_{i}" for block, n in zip(range(1, 6), (2, 2
 VGG_FACE_FC_NAMES = ["fc6", "fc7"]
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError):
     """A weights file that cannot be used; the message is the one line to show."""
 
 

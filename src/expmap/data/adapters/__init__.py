@@ -19,8 +19,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from expmap.errors import UserError
 
-class LayoutError(Exception):
+
+class LayoutError(UserError):
     """Raw data that does not look like the layout: the message is the one line to show."""
 
 

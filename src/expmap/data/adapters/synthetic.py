@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from expmap.data import synthetic
+from expmap.data.adapters import LayoutError
 from expmap.data.store import IMAGE_SIZE, StoreWriter, write_prepared
 
 NAME = "synthetic"
@@ -29,26 +30,26 @@ def locate(root: Path | None) -> Path | None:
 
 
 def checked_options(options: dict | None) -> dict:
-    """Defaults filled in; one-line ValueError for an unknown key or a bad value."""
+    """Defaults filled in; one-line LayoutError for an unknown key or a bad value."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"synthetic options: unknown {', '.join(unknown)}; "
+        raise LayoutError(f"synthetic options: unknown {', '.join(unknown)}; "
                          f"known: {', '.join(DEFAULTS)}")
     merged = {**DEFAULTS, **options}
     for key, value in merged.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"synthetic options: {key} must be an integer, got {value!r}")
+            raise LayoutError(f"synthetic options: {key} must be an integer, got {value!r}")
     minimum = {"seed": 0, "subjects": 1, "frames": 1, "sequence_length": 2, "folds": 2}
     for key, least in minimum.items():
         if merged[key] < least:
-            raise ValueError(f"synthetic options: {key} must be at least {least}, "
+            raise LayoutError(f"synthetic options: {key} must be at least {least}, "
                              f"got {merged[key]}")
     if merged["frames"] > merged["sequence_length"]:
-        raise ValueError(f"synthetic options: frames ({merged['frames']}) must not exceed "
+        raise LayoutError(f"synthetic options: frames ({merged['frames']}) must not exceed "
                          f"sequence_length ({merged['sequence_length']})")
     if merged["subjects"] < merged["folds"]:
-        raise ValueError(f"synthetic options: subjects ({merged['subjects']}) must be at least "
+        raise LayoutError(f"synthetic options: subjects ({merged['subjects']}) must be at least "
                          f"folds ({merged['folds']}) so that every fold has a test subject")
     return {key: int(value) for key, value in merged.items()}
 

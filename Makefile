@@ -1,0 +1,29 @@
+# make demo: the whole pipeline on generated faces (no data, no weights, CPU is enough).
+# make test: the test suite, a whole-pipeline run on a tiny config included.
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEMO := --config 'benchmarks=[synthetic]'
+
+.PHONY: install demo test lint
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/snakemake $(DEMO)
+	@cat results/tables/accuracy.md
+	@echo
+	@echo "Tables: results/tables/accuracy.csv and accuracy.md; per fold: results/synthetic/default/<fold>/"
+	@echo "(checkpoints, metrics, predictions.csv, summary.json); logs: results/synthetic/logs/. See results/README.md."
+
+test: $(INSTALLED)
+	$(BIN)/pytest -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint $(DEMO)

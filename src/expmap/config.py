@@ -1,0 +1,167 @@
+"""The pipeline's config: validation, merging of defaults, and what each rule is given.
+
+The config as written has `defaults` (model, train) and `datasets.<name>` entries that
+override them. `load` validates it against the JSON schema, merges every dataset's
+hyperparameters so that each sits at `datasets.<name>.train.stage1|stage2|stage3.<key>`
+(and its model at `datasets.<name>.model`), and checks the result. Errors a user can
+make raise ConfigError, whose message is one line naming the key and the reason.
+
+Imports no torch: the Snakefile calls this at start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from expmap.errors import UserError
+
+STAGES = (1, 2, 3)
+
+
+class ConfigError(UserError):
+    """A config a user wrote wrong: the message is the one line to show."""
+
+
+def read_schema(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def load(config: dict, schema: dict) -> dict:
+    """Validate the config as written and return it merged (a new dict)."""
+    _validate(config, schema)
+    merged = copy.deepcopy(config)
+    for name in merged["benchmarks"]:
+        if name not in merged["datasets"]:
+            raise ConfigError(f"benchmarks: unknown dataset {name!r}"
+                              f"{_suggestion(name, merged['datasets'])} "
+                              f"(datasets: {', '.join(sorted(merged['datasets']))})")
+    keys = stage_keys(schema)
+    for name, dataset in merged["datasets"].items():
+        dataset["model"] = {**config["defaults"]["model"], **dataset.get("model", {})}
+        dataset["train"] = {f"stage{stage}": _merged_stage(config, name, stage, keys[stage])
+                            for stage in STAGES}
+        _check_run_folds(name, dataset)
+    _validate(merged, schema)
+    return merged
+
+
+def stage_keys(schema: dict) -> dict[int, list[str]]:
+    """The hyperparameter keys each stage takes, read from the schema's stage definitions."""
+    defs = schema["$defs"]
+    return {stage: sorted(key for group in defs[f"stage{stage}"]["allOf"]
+                          for key in defs[group["$ref"].rsplit("/", 1)[1]]["properties"])
+            for stage in STAGES}
+
+
+def _merged_stage(config: dict, name: str, stage: int, keys: list[str]) -> dict:
+    layers = [("defaults.train", config["defaults"].get("train", {})),
+              (f"datasets.{name}.train", config["datasets"][name].get("train", {}))]
+    merged = {}
+    for _, train in layers:
+        merged.update({k: v for k, v in train.get("all_stages", {}).items() if k in keys})
+        merged.update(train.get(f"stage{stage}", {}))
+    missing = [key for key in keys if key not in merged]
+    if missing:
+        places = " or ".join(f"{prefix}.{block}" for prefix, _ in layers
+                             for block in (f"stage{stage}", "all_stages"))
+        raise ConfigError(f"datasets.{name}.train.stage{stage}.{missing[0]}: not set; "
+                          f"give it in {places}")
+    return merged
+
+
+def fold_names(dataset: dict) -> list[str]:
+    """All folds of a merged dataset: fold0..fold<k-1> for k folds, else the official "test"."""
+    folds = dataset.get("options", {}).get("folds")
+    return [f"fold{i}" for i in range(folds)] if folds else ["test"]
+
+
+def run_folds(dataset: dict) -> list[str]:
+    """The folds this run trains and evaluates: `run_folds` when given, else all."""
+    return dataset.get("run_folds") or fold_names(dataset)
+
+
+def _check_run_folds(name: str, dataset: dict) -> None:
+    folds = fold_names(dataset)
+    for fold in dataset.get("run_folds", []):
+        if fold not in folds:
+            raise ConfigError(f"datasets.{name}.run_folds: {fold} is not a fold of {name} "
+                              f"(folds: {folds[0]} ... {folds[-1]})")
+
+
+def canonical_json(value) -> str:
+    """One string per value, keys sorted: what a rule's params compare."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def check_classes(dataset: str, expected: list[str] | None, found: list[str]) -> None:
+    """Stop when the prepared classes are not those datasets.<name>.classes promises."""
+    if expected is not None and list(expected) != list(found):
+        raise ConfigError(f"datasets.{dataset}.classes = {list(expected)}, but the data gives "
+                          f"{list(found)} (in that order): correct the config or the options")
+
+
+def _validate(config: dict, schema: dict) -> None:
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    # A key whose value fails its type also counts as unevaluated: show the type error.
+    typed = [e for e in errors if e.validator != "unevaluatedProperties"]
+    error = jsonschema.exceptions.best_match(typed or errors)
+    if error is not None:
+        raise ConfigError(_one_line(error, schema))
+
+
+def _one_line(error: jsonschema.ValidationError, schema: dict) -> str:
+    path = [str(part) for part in error.absolute_path]
+    key = ".".join(path) or "config"
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        known = _known_keys(error.schema, schema)
+        unknown = next(k for k in error.instance if k not in known)
+        return (f"{'.'.join([*path, unknown])}: unknown key{_suggestion(unknown, known)}"
+                f" (known: {', '.join(sorted(known))})")
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        return f"{'.'.join([*path, missing])}: missing"
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return f"{key} = {error.instance!r}: must be of type {wanted}{_number_hint(error.instance)}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{key} = {error.instance!r}: must be one of {allowed}"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
+                    "exclusiveMaximum": "<"}[error.validator]
+        return f"{key} = {error.instance!r}: must be {relation} {error.validator_value}"
+    return f"{key}: {error.message}"
+
+
+def _number_hint(value) -> str:
+    """Why a number arrives as a string: YAML's 1e-4, or a nested --config value."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return ("; write numbers unquoted and exponents with a dot (1.0e-4: YAML reads 1e-4 as "
+            "a string); nested --config values arrive as strings: use a --configfile overlay")
+
+
+def _known_keys(subschema: dict, schema: dict) -> list[str]:
+    """Keys an object schema allows: its properties and those of the groups it refers to."""
+    if "$ref" in subschema:
+        subschema = schema["$defs"][subschema["$ref"].rsplit("/", 1)[1]]
+    keys = list(subschema.get("properties", {}))
+    for part in subschema.get("allOf", []):
+        keys += _known_keys(part, schema)
+    return keys
+
+
+def _suggestion(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]}?" if close else ""

@@ -1,0 +1,133 @@
+"""Config merging and validation (expmap.config) on the project's own config.yaml."""
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expmap import config as cfg
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = cfg.read_schema(REPO / "workflow/schemas/config.schema.yaml")
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+PAPER_PER_DATASET = {  # SPEC §2-3
+    "ckplus": {"lambda4": 1e-4, "lambda5": 1e-4, "t": 8},
+    "oulu_casia": {"lambda4": 60, "lambda5": 40, "t": 8},
+    "rafdb": {"lambda4": 60, "lambda5": 40, "t": 30},
+    "affectnet": {"lambda4": 1e-4, "lambda5": 1e-4, "t": 30},
+}
+
+
+def merged(change=None):
+    config = copy.deepcopy(CONFIG)
+    if change:
+        change(config)
+    return cfg.load(config, SCHEMA)
+
+
+def error_of(change) -> str:
+    with pytest.raises(cfg.ConfigError) as raised:
+        merged(change)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_every_stage_of_every_dataset_has_each_of_its_keys():
+    keys = cfg.stage_keys(SCHEMA)
+    for name, dataset in merged()["datasets"].items():
+        for stage in cfg.STAGES:
+            assert sorted(dataset["train"][f"stage{stage}"]) == keys[stage], (name, stage)
+        assert set(dataset["model"]) == {"width", "weights"}
+
+
+def test_stage_keys_are_the_training_library_s():
+    from expmap.train import HYPERPARAMETERS
+
+    for stage, keys in cfg.stage_keys(SCHEMA).items():
+        assert keys == sorted(f.name for f in dataclasses.fields(HYPERPARAMETERS[stage]))
+
+
+def test_the_paper_s_values_reach_each_benchmark():
+    datasets = merged()["datasets"]
+    for name, values in PAPER_PER_DATASET.items():
+        train = datasets[name]["train"]
+        assert train["stage3"]["lambda4"] == values["lambda4"]
+        assert train["stage3"]["lambda5"] == values["lambda5"]
+        assert train["stage2"]["t"] == train["stage3"]["t"] == values["t"]
+        assert "t" not in train["stage1"]
+        assert train["stage1"]["lr"] == 1e-3 and train["stage2"]["lr"] == 1e-4
+        assert train["stage2"]["lambda1"] == 2 and train["stage2"]["alpha"] == 0.2
+
+
+def test_later_layers_win():
+    def layers(config):
+        config["defaults"]["train"]["all_stages"]["momentum"] = 0.5
+        config["defaults"]["train"]["stage2"]["momentum"] = 0.6
+        config["datasets"]["ckplus"]["train"]["all_stages"]["momentum"] = 0.7
+        config["datasets"]["ckplus"]["train"]["stage3"]["momentum"] = 0.8
+
+    datasets = merged(layers)["datasets"]
+    ckplus = datasets["ckplus"]["train"]
+    assert [ckplus[f"stage{s}"]["momentum"] for s in cfg.STAGES] == [0.7, 0.7, 0.8]
+    rafdb = datasets["rafdb"]["train"]
+    assert [rafdb[f"stage{s}"]["momentum"] for s in cfg.STAGES] == [0.5, 0.6, 0.5]
+
+
+def test_canonical_json_sorts_keys():
+    assert cfg.canonical_json({"b": 1, "a": [1.0e-4]}) == '{"a":[0.0001],"b":1}'
+    assert json.loads(cfg.canonical_json({"b": 1, "a": 2})) == {"a": 2, "b": 1}
+
+
+def test_folds_k_fold_official_split_and_subset():
+    datasets = merged()["datasets"]
+    assert cfg.fold_names(datasets["ckplus"]) == [f"fold{i}" for i in range(10)]
+    assert cfg.fold_names(datasets["rafdb"]) == ["test"]
+    assert cfg.run_folds(datasets["synthetic"]) == datasets["synthetic"]["run_folds"]
+    assert cfg.run_folds(datasets["oulu_casia"]) == cfg.fold_names(datasets["oulu_casia"])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["defaults"]["train"]["stage3"].update(lamda6=1),
+     "defaults.train.stage3.lamda6: unknown key; did you mean lambda6?"),
+    (lambda c: c["datasets"]["rafdb"]["train"]["all_stages"].update(tt=3),
+     "datasets.rafdb.train.all_stages.tt: unknown key"),
+    (lambda c: c["datasets"]["ckplus"]["train"]["stage3"].update(lambda4="1e-4"),
+     "datasets.ckplus.train.stage3.lambda4 = '1e-4': must be of type number"),
+    (lambda c: c["datasets"]["ckplus"]["train"]["stage3"].update(lambda5=-40),
+     "datasets.ckplus.train.stage3.lambda5 = -40: must be >= 0"),
+    (lambda c: c["defaults"]["train"]["stage1"].update(lr=0),
+     "defaults.train.stage1.lr = 0: must be > 0"),
+    (lambda c: c["defaults"]["train"]["stage1"].update(epochs=True),
+     "defaults.train.stage1.epochs = True: must be of type integer"),
+    (lambda c: c["datasets"]["ckplus"]["train"]["all_stages"].update(schedule="step"),
+     "datasets.ckplus.train.all_stages.schedule = 'step': must be one of constant, cosine"),
+    (lambda c: c.update(benchmarks=["synthetic", "kplus"]),
+     "benchmarks: unknown dataset 'kplus'; did you mean ckplus?"),
+    (lambda c: c["datasets"]["ckplus"]["train"]["stage3"].pop("lambda4"),
+     "datasets.ckplus.train.stage3.lambda4: not set; give it in defaults.train.stage3"),
+    (lambda c: c["datasets"]["ckplus"]["options"].update(frame=3),
+     "datasets.ckplus.options.frame: unknown key; did you mean frames?"),
+    (lambda c: c["datasets"]["oulu_casia"]["options"].update(illumination=["IR"]),
+     "datasets.oulu_casia.options.illumination.0 = 'IR': must be one of VL, NI"),
+    (lambda c: c["datasets"]["ckplus"]["options"].pop("folds"),
+     "datasets.ckplus.options.folds: missing"),
+    (lambda c: c["datasets"]["synthetic"].update(run_folds=["fold9"]),
+     "datasets.synthetic.run_folds: fold9 is not a fold of synthetic"),
+    (lambda c: c["defaults"]["model"].update(width="wide"),
+     "defaults.model.width = 'wide': must be of type number"),
+    (lambda c: c.update(benchmark=["synthetic"]),
+     "benchmark: unknown key; did you mean benchmarks?"),
+])
+def test_a_mistake_is_one_line_naming_key_and_reason(change, message):
+    assert error_of(change).startswith(message)
+
+
+def test_classes_are_checked_against_the_data():
+    cfg.check_classes("ckplus", None, ["a", "b"])
+    cfg.check_classes("ckplus", ["a", "b"], ["a", "b"])
+    with pytest.raises(cfg.ConfigError, match=r"^datasets.ckplus.classes = \['b', 'a'\]"):
+        cfg.check_classes("ckplus", ["b", "a"], ["a", "b"])

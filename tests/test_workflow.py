@@ -1,0 +1,143 @@
+"""The Snakemake pipeline: a whole run on a tiny synthetic config, what reruns after a
+config change (dry runs), and the one-line errors that stop a run before any job."""
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+# Snakemake's own notices, printed before the workflow's lines.
+NOTICES = ("Using workflow specific profile", "Config file ")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with its default profile, outputs under `workdir`."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--directory", str(workdir), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=1800)
+
+
+def overlay(folder: Path, name: str, text: str) -> str:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def scheduled(result: subprocess.CompletedProcess) -> Counter:
+    """Jobs a dry run schedules, by rule, read from its job-stats table."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return Counter()
+    table = output.split("Job stats:")[1].split("\ntotal")[0]
+    rows = (line.split() for line in table.splitlines()[3:])
+    return Counter({rule: int(count) for rule, count in rows})
+
+
+def workflow_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if line and not line.startswith(NOTICES)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    result = snakemake(workdir, "--configfile", str(TINY), "--cores", "2")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_whole_pipeline_writes_the_tables(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/accuracy.csv")
+    assert list(table.columns) == ["dataset", "method", "accuracy", "std", "n_folds", "source"]
+    ours = table[(table["dataset"] == "synthetic") & (table["method"] == "Ours (this run)")]
+    assert len(ours) == 1
+    assert ours["source"].item() == "this run"
+    assert ours["n_folds"].item() == 2
+    assert 0 <= ours["accuracy"].item() <= 100
+    assert set(table[table["source"] == "paper"]["dataset"]) == {
+        "ckplus", "oulu_casia", "rafdb", "affectnet"}
+
+    markdown = (tiny_run / "results/tables/accuracy.md").read_text()
+    assert "| CK+ | | Oulu-CASIA | | RAF-DB | | AffectNet | |" in markdown
+    assert markdown.count("not run") == 4
+    assert "| synthetic | " in markdown
+    for fold in ("fold0", "fold1"):
+        run = tiny_run / "results/synthetic/default" / fold
+        for name in ("stage1.pt", "stage2.pt", "stage3.pt", "predictions.csv", "summary.json"):
+            assert (run / name).is_file(), run / name
+    assert not (tiny_run / "results/synthetic/default/fold2").exists()
+
+
+@pytest.mark.slow
+def test_a_finished_run_schedules_nothing(tiny_run):
+    assert scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY))) == Counter()
+
+
+@pytest.mark.slow
+def test_a_stage3_value_reruns_stage3_and_what_follows(tiny_run, tmp_path):
+    change = overlay(tmp_path, "stage3", "datasets:\n  synthetic:\n    train:\n"
+                                         "      stage3: {lambda4: 0.5}\n")
+    jobs = scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY), change))
+    assert jobs == Counter(train_stage3=2, evaluate=2, aggregate=1, all=1)
+
+
+@pytest.mark.slow
+def test_a_stage1_value_reruns_stages_1_to_3_never_prepare(tiny_run, tmp_path):
+    change = overlay(tmp_path, "stage1", "datasets:\n  synthetic:\n    train:\n"
+                                         "      stage1: {lr: 0.02}\n")
+    jobs = scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY), change))
+    assert jobs == Counter(train_stage1=2, train_stage2=2, train_stage3=2, evaluate=2,
+                           aggregate=1, all=1)
+
+
+@pytest.mark.parametrize(("name", "text", "line"), [
+    ("misspelt_key",
+     "datasets:\n  synthetic:\n    train:\n      stage3: {lamda4: 0.5}\n",
+     "config error: datasets.synthetic.train.stage3.lamda4: unknown key; did you mean lambda4?"),
+    ("string_for_number",  # PyYAML reads 1e-4 (no dot) as a string
+     "datasets:\n  synthetic:\n    train:\n      stage3: {lambda4: 1e-4}\n",
+     "config error: datasets.synthetic.train.stage3.lambda4 = '1e-4': must be of type number"),
+    ("negative_weight",
+     "defaults:\n  train:\n    stage2: {lambda2: -1.0}\n",
+     "config error: defaults.train.stage2.lambda2 = -1.0: must be >= 0"),
+    ("unknown_benchmark",
+     "benchmarks: [synthetic, ckplsu]\n",
+     "config error: benchmarks: unknown dataset 'ckplsu'; did you mean ckplus?"),
+])
+def test_a_config_error_is_one_line_and_starts_no_job(tmp_path, name, text, line):
+    result = snakemake(tmp_path, "--configfile", str(TINY), overlay(tmp_path, name, text))
+    assert result.returncode != 0
+    lines = workflow_lines(result)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(line), lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_data_and_weights_stop_the_run_with_one_line_each(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    change = overlay(tmp_path, "missing", f"benchmarks: [ckplus, rafdb]\n"
+                                          f"datasets:\n  ckplus: {{root: {empty}}}\n"
+                                          f"  rafdb: {{root: null}}\n")
+    result = snakemake(tmp_path, "-n", "--configfile", change)
+    assert result.returncode != 0
+    ckplus, rafdb, weights = workflow_lines(result)
+    assert ckplus.startswith(f"datasets.ckplus.root = {empty}: ")
+    assert "cohn-kanade-images" in ckplus and "make demo" in ckplus
+    assert rafdb.startswith("datasets.rafdb.root is not set") and "make demo" in rafdb
+    assert weights.startswith("defaults.model.weights = weights/vgg_face_dag.pth: no such file")
+    assert "null" in weights and "make demo" in weights
+
+
+def test_null_weights_warn_and_train_from_scratch(tmp_path):
+    result = snakemake(tmp_path, "-n", "--configfile", str(TINY))
+    jobs = scheduled(result)
+    assert jobs["prepare"] == 1 and jobs["train_stage1"] == 2
+    assert "warning: datasets.synthetic: model.weights is null" in result.stderr

@@ -1,0 +1,135 @@
+# Config merging and validation, start-up checks, paths, and the helpers rules call.
+
+import sys
+from pathlib import Path
+
+import expmap.config
+from expmap.data.adapters import missing_data_message
+
+SCHEMA = expmap.config.read_schema(
+    Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+)
+try:
+    config.update(expmap.config.load(config, SCHEMA))
+except expmap.config.ConfigError as error:
+    raise SystemExit(f"config error: {error}")
+
+DATASETS = config["datasets"]
+BENCHMARKS = config["benchmarks"]
+VARIANT = "default"  # named hyperparameter variants come here next
+
+PREPARED = "results/{dataset}/prepared"
+RUN = "results/{dataset}/{variant}/{fold}"
+LOGS = "results/{dataset}/logs/{variant}/{fold}"
+BENCHMARK_TABLES = "results/{dataset}/benchmarks/{variant}/{fold}"
+TABLES = "results/tables"
+
+# Honest threads: what each step's library call uses (torch's intra-op threads).
+PREPARE_THREADS = 4
+TRAIN_THREADS = 4
+EVALUATE_THREADS = 2
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    variant=VARIANT,
+    fold=r"fold\d+|test",
+
+
+def startup_problems():
+    """One line per benchmark whose raw data is missing, then one per missing weights file."""
+    data, weights = [], []
+    for name in BENCHMARKS:
+        dataset = DATASETS[name]
+        if not Path(PREPARED.format(dataset=name), "manifest.csv").exists():
+            data.append(
+                missing_data_message(name, dataset["adapter"], dataset.get("root"))
+            )
+        path = dataset["model"]["weights"]
+        if path and not Path(path).is_file():
+            key = (
+                "defaults.model.weights"
+                if path == config["defaults"]["model"]["weights"]
+                else f"datasets.{name}.model.weights"
+            )
+            weights.append(
+                f"{key} = {path}: no such file; put VGG-Face for PyTorch (vgg_face_dag.pth, "
+                "from https://www.robots.ox.ac.uk/~albanie/pytorch-models.html) there, or set "
+                "it to null to train from scratch (`make demo` needs none)"
+            )
+    return [line for line in data if line] + list(dict.fromkeys(weights))
+
+
+problems = startup_problems()
+if problems:
+    raise SystemExit("\n".join(problems))
+for name in BENCHMARKS:
+    if DATASETS[name]["model"]["weights"] is None:
+        print(
+            f"warning: datasets.{name}: model.weights is null: stage 1 trains the VGG "
+            "from scratch (the paper fine-tunes VGG-Face)",
+            file=sys.stderr,
+        )
+
+
+def folds(name):
+    return expmap.config.run_folds(DATASETS[name])
+
+
+def final_outputs():
+    return [f"{TABLES}/accuracy.csv", f"{TABLES}/accuracy.md"]
+
+
+def summaries_by_dataset(wildcards):
+    """aggregate's inputs, named by dataset: every fold's summary.json."""
+    return {
+        name: expand(
+            f"{RUN}/summary.json", dataset=name, variant=VARIANT, fold=folds(name)
+        )
+        for name in BENCHMARKS
+    }
+
+
+def prepared_files(wildcards):
+    folder = PREPARED.format(dataset=wildcards.dataset)
+    return {
+        "manifest": f"{folder}/manifest.csv",
+        "classes": f"{folder}/classes.txt",
+        "images": f"{folder}/images.npy",
+    }
+
+
+def adapter_settings(wildcards):
+    """prepare's params: everything of datasets.<name> the adapter reads, as one string."""
+    dataset = DATASETS[wildcards.dataset]
+    return expmap.config.canonical_json(
+        {
+            "adapter": dataset["adapter"],
+            "root": dataset.get("root"),
+            "options": dataset.get("options", {}),
+            "classes": dataset.get("classes"),
+        }
+    )
+
+
+def stage_hyperparameters(stage):
+    """The params of train_stage<stage>: exactly that stage's merged hyperparameters."""
+
+    def hyperparameters(wildcards):
+        return expmap.config.canonical_json(
+            DATASETS[wildcards.dataset]["train"][f"stage{stage}"]
+        )
+
+    return hyperparameters
+
+
+def model_settings(wildcards):
+    return expmap.config.canonical_json(DATASETS[wildcards.dataset]["model"])
+
+
+def stage1_inputs(wildcards):
+    inputs = prepared_files(wildcards)
+    weights = DATASETS[wildcards.dataset]["model"]["weights"]
+    if weights:
+        inputs["weights"] = weights
+    return inputs

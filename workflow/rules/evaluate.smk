@@ -1,0 +1,24 @@
+# Predictions and accuracies of one fold's test set: the EPMG head (the paper's number)
+# and the EFE head after stages 1 and 2 (the ablation).
+
+
+rule evaluate:
+    input:
+        unpack(prepared_files),
+        stage1=f"{RUN}/stage1.pt",
+        stage2=f"{RUN}/stage2.pt",
+        stage3=f"{RUN}/stage3.pt",
+    output:
+        predictions=f"{RUN}/predictions.csv",
+        summary=f"{RUN}/summary.json",
+    log:
+        f"{LOGS}/evaluate.log",
+    benchmark:
+        f"{BENCHMARK_TABLES}/evaluate.tsv"
+    conda:
+        "../../envs/expmap.yaml"
+    threads: EVALUATE_THREADS
+    resources:
+        gpu=1,
+    script:
+        "../scripts/evaluate.py"
