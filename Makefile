@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO := --config 'benchmarks=[synthetic]'
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-slurm lint
 
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,slurm,faces]'
 	touch $@
 
 demo: $(INSTALLED)
@@ -22,7 +22,10 @@ demo: $(INSTALLED)
 	@echo "(checkpoints, metrics, predictions.csv, summary.json); logs: results/synthetic/logs/. See results/README.md."
 
 test: $(INSTALLED)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
+
+test-slurm: $(INSTALLED)
+	$(BIN)/pytest -q -rs tests/test_slurm.py
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
