@@ -22,7 +22,7 @@ def test_known_ratio_and_a_map_nearer_another_class():
     # leave-one-out distance to own mean is 2 for every map; classes' means lie 10 apart
     assert result["within_between_ratio"] == pytest.approx(2 / 10)
     assert result["nearest_mean_accuracy"] == 1.0
-    swapped = torch.tensor([[0.0], [12.0], [10.0], [2.0]])  # each class spans both places
+    swapped = torch.tensor([[0.0], [11.0], [10.0], [3.0]])  # each map nearer the other class
     assert pattern_map_invariance(swapped, labels, 2)["nearest_mean_accuracy"] == 0.0
 
 
@@ -38,12 +38,19 @@ def test_random_maps_score_near_chance():
 def test_mask_share_against_area_share():
     regions = torch.zeros(2, 224, 224)
     regions[:, :112] = 1  # top half
-    on_region = torch.zeros(2, 1, 7, 7)
+    on_region = torch.full((2, 1, 7, 7), 0.4)  # a floor counts as no attention
     on_region[:, :, :3] = 1  # top three of seven rows
     result = mask_region_share(on_region, regions)
     assert result["area_share"] == pytest.approx(0.5)
     assert result["mask_share"] > 0.95
-    uniform = mask_region_share(torch.ones(2, 1, 7, 7), regions)
+    uniform = mask_region_share(torch.full((2, 1, 7, 7), 0.5), regions)
     assert uniform["mask_share"] == pytest.approx(0.5, abs=1e-6)
     empty = mask_region_share(torch.ones(1, 1, 7, 7), torch.zeros(1, 224, 224))
     assert empty["mask_share"] is None
+
+
+def test_collapsed_constant_maps_are_reported_not_divided_by_zero():
+    maps = torch.full((6, 1, 4, 4), 0.4)
+    result = pattern_map_invariance(maps, torch.tensor([0, 0, 1, 1, 2, 2]), 3)
+    assert result["within_between_ratio"] is None and result["collapsed"]
+    assert result["nearest_mean_accuracy"] == pytest.approx(1 / 3)

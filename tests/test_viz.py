@@ -38,7 +38,7 @@ def test_all_figures(tmp_path):
     faces = rng.integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
     viz.masks_over_faces(faces, rng.random((12, 7, 7)), labels, CLASSES, "demo",
                          tmp_path / "masks.png")
-    viz.pattern_maps(rng.integers(0, 255, (12, 224, 224), dtype=np.uint8), labels,
+    viz.pattern_maps(rng.random((12, 224, 224)).astype(np.float16), labels,
                      rng.random((3, 224, 224)), CLASSES, "demo", tmp_path / "patterns.png")
     for name in ("losses", "accuracy", "confusion", "masks", "patterns"):
         check_png(tmp_path / f"{name}.png")

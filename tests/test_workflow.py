@@ -70,9 +70,25 @@ def test_whole_pipeline_writes_the_tables(tiny_run):
     assert "| synthetic | " in markdown
     for fold in ("fold0", "fold1"):
         run = tiny_run / "results/synthetic/default" / fold
-        for name in ("stage1.pt", "stage2.pt", "stage3.pt", "predictions.csv", "summary.json"):
+        for name in ("stage1.pt", "stage2.pt", "stage3.pt", "predictions.csv", "summary.json",
+                     "maps.npz"):
             assert (run / name).is_file(), run / name
     assert not (tiny_run / "results/synthetic/default/fold2").exists()
+
+
+@pytest.mark.slow
+def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
+    tables = tiny_run / "results/tables"
+    ablation = pd.read_csv(tables / "ablation.csv")
+    assert list(ablation["epoch_selection"]) == ["last epoch"] * 3 + [
+        "best test epoch: optimistic, as peers report; never our headline number"]
+    assert (ablation["n_folds"] == 2).all()
+    measures = pd.read_csv(tables / "interpretability.csv")
+    assert list(measures["dataset"]) == ["synthetic"]
+    assert 0 <= measures["area_share"].item() <= 1  # the generator's regions are known
+    assert "| synthetic |" in (tables / "interpretability.md").read_text()
+    for figure in ("losses", "accuracy", "confusion", "masks", "patterns"):
+        assert (tiny_run / f"results/synthetic/default/figures/{figure}.png").stat().st_size > 1e4
 
 
 @pytest.mark.slow
@@ -85,7 +101,8 @@ def test_a_stage3_value_reruns_stage3_and_what_follows(tiny_run, tmp_path):
     change = overlay(tmp_path, "stage3", "datasets:\n  synthetic:\n    train:\n"
                                          "      stage3: {lambda4: 0.5}\n")
     jobs = scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY), change))
-    assert jobs == Counter(train_stage3=2, evaluate=2, aggregate=1, all=1)
+    assert jobs == Counter(train_stage3=2, evaluate=2, aggregate=1, module_tables=1, figures=1,
+                           all=1)
 
 
 @pytest.mark.slow
@@ -94,7 +111,7 @@ def test_a_stage1_value_reruns_stages_1_to_3_never_prepare(tiny_run, tmp_path):
                                          "      stage1: {lr: 0.02}\n")
     jobs = scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY), change))
     assert jobs == Counter(train_stage1=2, train_stage2=2, train_stage3=2, evaluate=2,
-                           aggregate=1, all=1)
+                           aggregate=1, module_tables=1, figures=1, all=1)
 
 
 @pytest.mark.parametrize(("name", "text", "line"), [
@@ -141,3 +158,14 @@ def test_null_weights_warn_and_train_from_scratch(tmp_path):
     jobs = scheduled(result)
     assert jobs["prepare"] == 1 and jobs["train_stage1"] == 2
     assert "warning: datasets.synthetic: model.weights is null" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_report_gathers_tables_and_figures(tiny_run):
+    report = tiny_run / "report.html"
+    result = snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = report.read_text(errors="replace")
+    for name in ("accuracy.csv", "ablation.csv", "interpretability.csv", "patterns.png",
+                 "masks.png"):
+        assert name in page, name

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
+from expmap.data.store import replacing
 from expmap.errors import UserError
 from expmap.model import EFE, EMR, EPMG
 
@@ -19,11 +19,11 @@ class CheckpointError(UserError):
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temporary name, then rename; a failed write leaves no file behind and
+    a full disk is an OSError naming `path` (through a file object torch's own writer keeps
+    the OSError as the cause of its RuntimeError)."""
+    with replacing(path) as tmp, open(tmp, "wb") as file:
+        torch.save(obj, file)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -5,15 +5,14 @@ the confusion matrix."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import image_batch, ordered_batches
-from expmap.data.store import PreparedDataset, atomic_write_csv, atomic_write_json
-from expmap.interpret import as_uint8, mask_region_share, pattern_map_invariance
+from expmap.data.store import PreparedDataset, atomic_write_csv, atomic_write_json, replacing
+from expmap.interpret import as_float16, mask_region_share, pattern_map_invariance
 
 EVAL_BATCH = 64
 SAMPLES_PER_CLASS = 8
@@ -69,7 +68,7 @@ def figure_samples(outputs: dict, labels: np.ndarray, subjects: np.ndarray, rows
     return {"rows": rows[chosen], "labels": labels[chosen],
             "subjects": subjects[chosen].astype(str),
             "masks": outputs["masks"][chosen, 0].numpy().astype(np.float32),
-            "patterns": as_uint8(patterns[chosen]), "class_mean_patterns": means.numpy()}
+            "patterns": as_float16(patterns[chosen]), "class_mean_patterns": means.numpy()}
 
 
 def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str, str],
@@ -119,8 +118,6 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
 
 
 def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with replacing(path, ".npz") as tmp:  # removed if the write fails
+        np.savez_compressed(tmp, **arrays)
 

@@ -5,11 +5,14 @@
 
 Everything the job writes (print, logging, warnings, tracebacks, torch's own messages) goes
 to the log file. An error the user can fix (expmap.errors.UserError) ends the job with its
-one line, in the log and on the console, and no traceback.
+one line, in the log and on the console, and no traceback. So does a full, read-only or
+forbidden disk (OSError ENOSPC, EDQUOT, EROFS, EACCES, EPERM): the atomic writers remove
+their temporary file and name the path they were writing.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -20,34 +23,85 @@ from contextlib import contextmanager
 
 from expmap.errors import UserError
 
+ELSEWHERE = "point results elsewhere (snakemake --directory DIR)"
+DISK_ERRORS = {
+    errno.ENOSPC: ("no space left on device writing", f"free space or {ELSEWHERE}"),
+    errno.EDQUOT: ("disk quota exceeded writing", f"free space or {ELSEWHERE}"),
+    errno.EROFS: ("read-only file system: cannot write", f"remount it writable or {ELSEWHERE}"),
+    errno.EACCES: ("permission denied:", f"fix its permissions or {ELSEWHERE}"),
+    errno.EPERM: ("operation not permitted:", f"fix its permissions or {ELSEWHERE}"),
+}
+
+
+def disk_error_line(error: BaseException) -> str | None:
+    """The one line for an OSError the user fixes on their disk, else None."""
+    if not isinstance(error, OSError) or error.errno not in DISK_ERRORS:
+        return None
+    what, fix = DISK_ERRORS[error.errno]
+    where = error.filename if error.filename is not None else "(path not known)"
+    return f"{what} {os.fsdecode(where)}: {fix}"
+
 
 @contextmanager
 def job_log(path: str | os.PathLike) -> Iterator[Callable[[str], None]]:
     sys.stdout.flush()
     sys.stderr.flush()
+    try:
+        log_file = open(path, "w", buffering=1)  # noqa: SIM115 - closed below
+    except OSError as error:
+        line = disk_error_line(error)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     saved_stdout, saved_stderr = os.dup(1), os.dup(2)
-    with open(path, "w", buffering=1) as log_file:
+    try:
         os.dup2(log_file.fileno(), 1)
         os.dup2(log_file.fileno(), 2)
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                             format="%(asctime)s %(name)s: %(message)s")
 
         def log(message: str) -> None:
-            print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+            try:
+                print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+            except OSError as error:  # the log's own disk is full: say which file
+                raise OSError(error.errno, error.strerror, os.fspath(path)) from None
+
+        def one_line(message: str) -> None:
+            line = f"error: {message}\n"
+            try:
+                sys.stdout.write(line)  # the log may be on the disk that failed
+                sys.stdout.flush()
+            except OSError:
+                pass
+            os.write(saved_stderr, line.encode())
 
         try:
             yield log
         except UserError as error:
-            line = f"error: {error}\n"
-            sys.stdout.write(line)
-            os.write(saved_stderr, line.encode())
+            one_line(str(error))
+            raise SystemExit(1) from None
+        except OSError as error:
+            line = disk_error_line(error)
+            if line is None:
+                traceback.print_exc()  # into the log; Python prints it again on the console
+                raise
+            one_line(line)
             raise SystemExit(1) from None
         except Exception:
-            traceback.print_exc()  # into the log; Python prints it again on the console
+            traceback.print_exc()
             raise
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except OSError:
+                    pass
             for fd, saved in ((1, saved_stdout), (2, saved_stderr)):
                 os.dup2(saved, fd)
                 os.close(saved)
+    finally:
+        try:
+            log_file.close()
+        except OSError:  # a full disk: the line went to the console all the same
+            pass

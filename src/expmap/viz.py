@@ -6,6 +6,7 @@ Every function takes plain data (frames, arrays) and writes one PNG atomically.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from expmap.data.store import replacing  # noqa: E402
+
 STAGE_TITLES = {1: "Stage 1: EFE (L_EFE)", 2: "Stage 2: EMR (L_EMR)", 3: "Stage 3: EPMG (L_EPMG)"}
 TERM_LABELS = {"total": "total", "efe": "L_EFE (cross-entropy)", "mask": "L_mask",
                "h": "L_h (triplet on h)", "embed": "L_embed (triplet on e)",
@@ -24,12 +27,11 @@ TERM_LABELS = {"total": "total", "efe": "L_EFE (cross-entropy)", "mask": "L_mask
 
 
 def save_figure(figure, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        with replacing(path, Path(path).suffix) as tmp:  # removed if the write fails
+            figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def loss_curves(metrics: dict[int, list[pd.DataFrame]], dataset: str, path) -> None:
@@ -50,7 +52,7 @@ def loss_curves(metrics: dict[int, list[pd.DataFrame]], dataset: str, path) -> N
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss (mean over folds)")
         ax.grid(alpha=0.3)
-    figure.suptitle(f"{dataset}: loss per stage and term")
+    figure.suptitle(f"{dataset}: loss per stage and term", y=1.03)
     save_figure(figure, path)
 
 
@@ -75,7 +77,8 @@ def accuracy_curves(metrics: dict[int, list[pd.DataFrame]], dataset: str, path) 
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
-    figure.suptitle(f"{dataset}: accuracy per epoch (curves only: the table uses the last epoch)")
+    figure.suptitle(f"{dataset}: accuracy per epoch (curves only: the table uses the last epoch)",
+                    y=1.03)
     save_figure(figure, path)
 
 
@@ -129,8 +132,14 @@ def masks_over_faces(faces: np.ndarray, masks: np.ndarray, labels: np.ndarray,
 def pattern_maps(patterns: np.ndarray, labels: np.ndarray, class_means: np.ndarray,
                  class_names: list[str], dataset: str, path, per_class: int = 5) -> None:
     """One row per class: maps of different subjects side by side, then the class mean.
-    Identity-invariant maps look alike along a row and differ between rows."""
+    Identity-invariant maps look alike along a row and differ between rows. One grey scale
+    for the whole figure, stretched to the maps' own range (given in the title), so that
+    small differences show."""
     columns = per_class + 1
+    patterns = patterns.astype(np.float32)
+    low = float(min(patterns.min(), class_means.min()))
+    high = float(max(patterns.max(), class_means.max()))
+    high = high if high > low else low + 1e-6
     figure, axes = plt.subplots(len(class_names), columns,
                                 figsize=(1.8 * columns, 1.8 * len(class_names)), squeeze=False)
     for c, name in enumerate(class_names):
@@ -139,14 +148,41 @@ def pattern_maps(patterns: np.ndarray, labels: np.ndarray, class_means: np.ndarr
             ax.set_xticks([])
             ax.set_yticks([])
             if k < len(chosen):
-                ax.imshow(patterns[chosen[k]], cmap="gray", vmin=0, vmax=255)
+                ax.imshow(patterns[chosen[k]], cmap="gray", vmin=low, vmax=high)
             elif k == columns - 1:
-                ax.imshow(class_means[c], cmap="gray", vmin=0, vmax=1)
+                ax.imshow(class_means[c], cmap="gray", vmin=low, vmax=high)
                 ax.set_title("mean", fontsize=9)
             if k == 0:
                 ax.set_ylabel(name, fontsize=10)
         if c == 0:
             for k in range(min(per_class, len(chosen))):
                 axes[0][k].set_title(f"subject {k + 1}", fontsize=9)
-    figure.suptitle(f"{dataset}: expression pattern maps of test subjects, per class")
+    figure.suptitle(f"{dataset}: expression pattern maps of test subjects, per class\n"
+                    f"(grey scale stretched: black = {low:.4f}, white = {high:.4f}; maps lie in "
+                    "[0, 1])")
     save_figure(figure, path)
+
+
+def dataset_figures(dataset: str, metrics: dict[int, list[str | os.PathLike]],
+                    summaries: list[str | os.PathLike], maps: list[str | os.PathLike],
+                    images: np.ndarray, out: dict[str, str | os.PathLike]) -> None:
+    """Every figure of one dataset from its folds' files: metrics[stage] = the folds'
+    stageN_metrics.csv, summaries = summary.json, maps = maps.npz (evaluate's samples),
+    images = the prepared store. out names the PNG of each of FIGURES."""
+    frames = {stage: [pd.read_csv(path) for path in paths] for stage, paths in metrics.items()}
+    loss_curves(frames, dataset, out["losses"])
+    accuracy_curves(frames, dataset, out["accuracy"])
+    folds = [json.loads(Path(path).read_text()) for path in summaries]
+    class_names = folds[0]["class_names"]
+    confusion = sum(np.array(fold["heads"]["epmg"]["confusion"]) for fold in folds)
+    confusion_matrix(confusion, class_names, dataset, out["confusion"])
+    # masks and pattern maps of the first fold's test subjects (every fold's are alike)
+    with np.load(maps[0]) as samples:
+        rows, labels = samples["rows"], samples["labels"]
+        masks_over_faces(images[rows], samples["masks"],
+                         labels, class_names, dataset, out["masks"])
+        pattern_maps(samples["patterns"], labels, samples["class_mean_patterns"], class_names,
+                     dataset, out["patterns"])
+
+
+FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns")

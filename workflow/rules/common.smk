@@ -76,18 +76,49 @@ def folds(name):
     return expmap.config.run_folds(DATASETS[name])
 
 
+FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns")
+FIGURE = "results/{dataset}/{variant}/figures/{figure}.png"
+MODULE_TABLES = ("ablation", "interpretability")
+
+
 def final_outputs():
-    return [f"{TABLES}/accuracy.csv", f"{TABLES}/accuracy.md"]
+    tables = [f"{TABLES}/accuracy.csv", f"{TABLES}/accuracy.md"] + [
+        f"{TABLES}/{name}.{kind}" for name in MODULE_TABLES for kind in ("csv", "md")
+    ]
+    figures = expand(FIGURE, dataset=BENCHMARKS, variant=VARIANT, figure=FIGURES)
+    return tables + figures
+
+
+def fold_files(name, file):
+    """One file of every fold run for dataset `name`, e.g. fold_files(name, "summary.json")."""
+    return expand(f"{RUN}/{file}", dataset=name, variant=VARIANT, fold=folds(name))
+
+
+def module_table_inputs(wildcards):
+    """module_tables' inputs per dataset: summary_<name> and stage3_<name> (metrics)."""
+    inputs = {}
+    for name in BENCHMARKS:
+        inputs[f"summary_{name}"] = fold_files(name, "summary.json")
+        inputs[f"stage3_{name}"] = fold_files(name, "stage3_metrics.csv")
+    return inputs
+
+
+def figure_inputs(wildcards):
+    """figures' inputs: every fold's metrics of the three stages, summaries and maps."""
+    name = wildcards.dataset
+    inputs = {
+        f"stage{stage}": fold_files(name, f"stage{stage}_metrics.csv")
+        for stage in (1, 2, 3)
+    }
+    inputs["summaries"] = fold_files(name, "summary.json")
+    inputs["maps"] = fold_files(name, "maps.npz")
+    inputs["images"] = f"{PREPARED.format(dataset=name)}/images.npy"
+    return inputs
 
 
 def summaries_by_dataset(wildcards):
     """aggregate's inputs, named by dataset: every fold's summary.json."""
-    return {
-        name: expand(
-            f"{RUN}/summary.json", dataset=name, variant=VARIANT, fold=folds(name)
-        )
-        for name in BENCHMARKS
-    }
+    return {name: fold_files(name, "summary.json") for name in BENCHMARKS}
 
 
 def prepared_files(wildcards):

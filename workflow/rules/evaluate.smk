@@ -1,5 +1,6 @@
 # Predictions and accuracies of one fold's test set: the EPMG head (the paper's number)
-# and the EFE head after stages 1 and 2 (the ablation).
+# and the EFE head after stages 1 and 2 (the ablation); the interpretability measures, and
+# samples of masks and pattern maps for the figures.
 
 
 rule evaluate:
@@ -11,6 +12,7 @@ rule evaluate:
     output:
         predictions=f"{RUN}/predictions.csv",
         summary=f"{RUN}/summary.json",
+        maps=f"{RUN}/maps.npz",
     log:
         f"{LOGS}/evaluate.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Rule evaluate: predictions and accuracies of one fold's test set."""
+"""Rule evaluate: predictions, accuracies and interpretability of one fold's test set."""
 
 from pathlib import Path
 
@@ -15,6 +15,7 @@ with job_log(snakemake.log[0]) as log, claim_device(log=log) as device:
         checkpoints={stage: snakemake.input[stage] for stage in ("stage1", "stage2", "stage3")},
         predictions=snakemake.output.predictions,
         summary=snakemake.output.summary,
+        maps=snakemake.output.maps,
         device=device,
         threads=snakemake.threads,
     )

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,30 @@ IMAGE_SIZE = 224
 MANIFEST_COLUMNS = ["image_id", "source", "subject", "label", "label_name", "split", "index"]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temporary name beside `path`, then rename: readers never see half."""
+@contextmanager
+def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary name beside `path` to write, renamed onto `path` when the block ends.
+    If the block fails the temporary file is removed, and an OSError that names no file
+    (a full disk found by write or close, even inside torch.save) is raised naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as error:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        cause = error if isinstance(error, OSError) else error.__context__
+        if isinstance(cause, OSError) and cause.errno and cause.filename is None:
+            raise OSError(cause.errno, cause.strerror, os.fspath(path)) from error
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary name beside `path`, then rename: readers never see half."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -41,6 +60,23 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 
 def atomic_write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
+
+
+def open_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A new uint8 .npy memory map with its disk space reserved up front: a full disk is an
+    OSError here, not a SIGBUS on some later write into a sparse file."""
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        with suppress(OSError):
+            path.unlink()
+        raise OSError(error.errno, error.strerror, os.fspath(path)) from None
+    return array
 
 
 class StoreWriter:
@@ -76,7 +112,7 @@ class StoreWriter:
                     self.done = recorded
         if array is None:
             self.partial.unlink(missing_ok=True)
-            array = np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.uint8, shape=shape)
+            array = open_array(self.partial, shape)
         if not self.done:
             atomic_write_text(self.progress, header + "\n")
         self.images = array

@@ -91,7 +91,10 @@ def backbone_state(state: dict[str, torch.Tensor], features: nn.Sequential,
                    classifier: nn.Sequential, path: str) -> tuple[str, dict[str, torch.Tensor]]:
     """Map a VGG-16 state dict onto EFE's features/classifier (fc8 dropped: it names people
     or ImageNet classes, not expressions), checking every name and shape."""
-    layout, prefixes = _source_to_target(set(state), features)
+    try:
+        layout, prefixes = _source_to_target(set(state), features)
+    except WeightsError as error:  # name the file, and what to put there
+        raise WeightsError(f"{path}: {error}; use VGG-Face's vgg_face_dag.pth") from None
     own = {**{f"features.{k}": v for k, v in features.state_dict().items()},
            **{f"classifier.{k}": v for k, v in classifier.state_dict().items()}}
     mapped = {}

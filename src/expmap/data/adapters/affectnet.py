@@ -10,7 +10,8 @@ Options (config `datasets.affectnet`):
   classes8: false   7 classes (codes 0-6); true: 8, Contempt (code 7) too
 
 Codes 8-10 (None, Uncertain, Non-Face) are dropped, as is 7 with 7 classes; the report
-counts them. train = the training set, test = the validation set (the only fold, `test`);
+counts them. Any other code is listed as skipped (unreadable), with its file.
+train = the training set, test = the validation set (the only fold, `test`);
 the test set was never released. No subjects are named: each image is its own. Class order:
 the codes, 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger, 7 Contempt.
 """
@@ -69,6 +70,10 @@ def code_name(code: int) -> str:
     return f"{code} {CODE_NAMES[code]}" if 0 <= code < len(CODE_NAMES) else str(code)
 
 
+def invalid_code(code: int) -> str:
+    return f"unreadable: expression code {code} not in 0..{len(CODE_NAMES) - 1}"
+
+
 def csv_items(root: Path, n_classes: int, excluded: Counter) -> tuple[list[Item], list[Skipped]]:
     images = next((folder for folder in [root / IMAGES, *sorted(root.glob(f"*/{IMAGES}"))]
                    if folder.is_dir()), None)
@@ -94,7 +99,10 @@ def csv_items(root: Path, n_classes: int, excluded: Counter) -> tuple[list[Item]
                 table[CSV_COLUMNS[0]][complete], *(numbers[c][complete] for c in numbers),
                 strict=True):
             code = int(code)
-            if not 0 <= code < n_classes:
+            if not 0 <= code < len(CODE_NAMES):
+                skipped.append(Skipped(f"{LISTS}/{name}:{file_path}", invalid_code(code)))
+                continue
+            if code >= n_classes:
                 excluded[code_name(code)] += 1
                 continue
             image_id = file_path.rsplit(".", 1)[0]
@@ -125,7 +133,9 @@ def npy_items(root: Path, n_classes: int, excluded: Counter,
             source = image.relative_to(root).as_posix()
             if isinstance(code, str):
                 skipped.append(Skipped(source, code))
-            elif not 0 <= code < n_classes:
+            elif not 0 <= code < len(CODE_NAMES):
+                skipped.append(Skipped(source, invalid_code(code)))
+            elif code >= n_classes:
                 excluded[code_name(code)] += 1
             else:
                 items.append(Item(image_id=f"{split}/{image.stem}", source=source,

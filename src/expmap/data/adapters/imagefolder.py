@@ -6,7 +6,8 @@ images together (runs of consecutive subjects), without it they are stratified b
 
 Options (config `datasets.<name>`, adapter imagefolder):
   classes: null          class order; default the class folders' names, sorted. A list
-                         fixes the order and takes only those folders
+                         fixes the order and takes only those folders. A class folder
+                         without images is refused (it would still be a class)
   folds: 10              number of folds
   seed: 0                seed of the stratified folds
   detect_faces: false    true: cut the face out with OpenCV's detector (extra `faces`),
@@ -84,11 +85,17 @@ def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
     n_folds = int(option(options, "folds", 10))
     seed = int(option(options, "seed", 0))
     detect = bool(option(options, "detect_faces", False))
-    folders = {folder.name: folder for folder in class_folders(root)}
+    folders = {folder.name: folder for folder in subfolders(root)}
     classes = list(option(options, "classes", sorted(folders)))
     absent = [name for name in classes if name not in folders]
     if absent:
         raise LayoutError(f"expected class folders {', '.join(absent)} in {root}")
+    # A class without images would still count as a class of the model: refused.
+    empty = [name for name in classes if not images_in(folders[name])]
+    if empty:
+        raise LayoutError(f"class folder(s) {', '.join(empty)} in {root} hold no images: add "
+                          "its images, remove the folder, or list the classes to use in the "
+                          "dataset's options.classes")
 
     listed = [(path.relative_to(root).as_posix(), label) for label, name in enumerate(classes)
               for path in images_in(folders[name])]

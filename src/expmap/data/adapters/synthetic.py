@@ -15,7 +15,7 @@ import pandas as pd
 
 from expmap.data import synthetic
 from expmap.data.adapters import LayoutError
-from expmap.data.store import IMAGE_SIZE, StoreWriter, write_prepared
+from expmap.data.store import IMAGE_SIZE, StoreWriter, open_array, write_prepared
 
 NAME = "synthetic"
 LAYOUT = "nothing: the faces are generated from `options.seed`"
@@ -69,8 +69,7 @@ def prepare(options: dict | None, root: Path | None, out: Path, threads: int, lo
 
     writer = StoreWriter(out, n_images)
     regions_partial = out / "regions.npy.partial"
-    regions = np.lib.format.open_memmap(regions_partial, mode="w+", dtype=np.uint8,
-                                        shape=(n_images, IMAGE_SIZE, IMAGE_SIZE))
+    regions = open_array(regions_partial, (n_images, IMAGE_SIZE, IMAGE_SIZE))
     rows = []
     frames = synthetic.generate(options["seed"], options["subjects"], options["frames"],
                                 options["sequence_length"])
