@@ -108,23 +108,31 @@ def upsample(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=float) / 255
 
 
+def class_rows(labels: np.ndarray, class_names: list[str], columns: int, per_class: int):
+    """A grid of blank panels, one row per class labelled with its name; yields
+    (class index, that row's axes, the indices of up to `per_class` samples of the class)."""
+    figure, axes = plt.subplots(len(class_names), columns,
+                                figsize=(1.8 * columns, 1.8 * len(class_names)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    rows = []
+    for c, name in enumerate(class_names):
+        axes[c][0].set_ylabel(name, fontsize=10)
+        rows.append((c, axes[c], np.flatnonzero(labels == c)[:per_class]))
+    return figure, rows
+
+
 def masks_over_faces(faces: np.ndarray, masks: np.ndarray, labels: np.ndarray,
                      class_names: list[str], dataset: str, path, per_class: int = 4) -> None:
     """Fig. 9: for each class, faces of different subjects with the EFE mask laid over."""
-    figure, axes = plt.subplots(len(class_names), per_class,
-                                figsize=(1.8 * per_class, 1.8 * len(class_names)), squeeze=False)
-    for c, name in enumerate(class_names):
-        chosen = np.flatnonzero(labels == c)[:per_class]
-        for k, ax in enumerate(axes[c]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if k < len(chosen):
-                face = faces[chosen[k]]
-                ax.imshow(face)
-                ax.imshow(upsample(masks[chosen[k]], face.shape[0]), cmap="jet", alpha=0.45,
-                          vmin=0, vmax=1)
-            if k == 0:
-                ax.set_ylabel(name, fontsize=10)
+    figure, rows = class_rows(labels, class_names, per_class, per_class)
+    for _, axes, chosen in rows:
+        for ax, sample in zip(axes, chosen):
+            face = faces[sample]
+            ax.imshow(face)
+            ax.imshow(upsample(masks[sample], face.shape[0]), cmap="jet", alpha=0.45, vmin=0,
+                      vmax=1)
     figure.suptitle(f"{dataset}: EFE masks over test faces (red = high attention)")
     save_figure(figure, path)
 
@@ -135,28 +143,18 @@ def pattern_maps(patterns: np.ndarray, labels: np.ndarray, class_means: np.ndarr
     Identity-invariant maps look alike along a row and differ between rows. One grey scale
     for the whole figure, stretched to the maps' own range (given in the title), so that
     small differences show."""
-    columns = per_class + 1
     patterns = patterns.astype(np.float32)
     low = float(min(patterns.min(), class_means.min()))
     high = float(max(patterns.max(), class_means.max()))
     high = high if high > low else low + 1e-6
-    figure, axes = plt.subplots(len(class_names), columns,
-                                figsize=(1.8 * columns, 1.8 * len(class_names)), squeeze=False)
-    for c, name in enumerate(class_names):
-        chosen = np.flatnonzero(labels == c)[:per_class]
-        for k, ax in enumerate(axes[c]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if k < len(chosen):
-                ax.imshow(patterns[chosen[k]], cmap="gray", vmin=low, vmax=high)
-            elif k == columns - 1:
-                ax.imshow(class_means[c], cmap="gray", vmin=low, vmax=high)
-                ax.set_title("mean", fontsize=9)
-            if k == 0:
-                ax.set_ylabel(name, fontsize=10)
-        if c == 0:
-            for k in range(min(per_class, len(chosen))):
-                axes[0][k].set_title(f"subject {k + 1}", fontsize=9)
+    figure, rows = class_rows(labels, class_names, per_class + 1, per_class)
+    for c, axes, chosen in rows:
+        for k, (ax, sample) in enumerate(zip(axes, chosen)):
+            ax.imshow(patterns[sample], cmap="gray", vmin=low, vmax=high)
+            if c == 0:
+                ax.set_title(f"subject {k + 1}", fontsize=9)
+        axes[-1].imshow(class_means[c], cmap="gray", vmin=low, vmax=high)
+        axes[-1].set_title("mean", fontsize=9)
     figure.suptitle(f"{dataset}: expression pattern maps of test subjects, per class\n"
                     f"(grey scale stretched: black = {low:.4f}, white = {high:.4f}; maps lie in "
                     "[0, 1])")
