@@ -167,3 +167,12 @@ def test_validation_subjects_choose_an_epoch_and_never_train(prepared, stage1, t
                                                 "stage3": stage3},
                             tmp_path / "predictions.csv", tmp_path / "summary.json")
     assert summary["heads"]["epmg_selected_on_validation"]["epoch"] == chosen["epoch"]
+
+
+def test_a_damaged_resumable_state_is_discarded_with_a_line(prepared, tmp_path):
+    (tmp_path / "state1").mkdir()
+    (tmp_path / "state1" / "last.pt").write_bytes(b"copied halfway")
+    lines = []
+    run(1, STAGE1, prepared, tmp_path, log=lines.append)
+    assert any("discarding unreadable" in line for line in lines)
+    assert (tmp_path / "stage1.pt").exists()

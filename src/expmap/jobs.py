@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from expmap.errors import UserError
 
@@ -40,6 +41,19 @@ def disk_error_line(error: BaseException) -> str | None:
     what, fix = DISK_ERRORS[error.errno]
     where = error.filename if error.filename is not None else "(path not known)"
     return f"{what} {os.fsdecode(where)}: {fix}"
+
+
+def unwritable_results(folder: str | os.PathLike = "results") -> str | None:
+    """One line when `folder` (or, before it exists, the nearest folder above it) cannot be
+    written, else None. Checked before any job: Snakemake itself would stop with a
+    traceback when it removes a job's old outputs on a read-only disk."""
+    path = Path(folder)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if os.access(existing, os.W_OK):
+        return None
+    read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+    what, fix = DISK_ERRORS[errno.EROFS if read_only else errno.EACCES]
+    return f"{what} {existing.absolute()}: {fix}"
 
 
 @contextmanager

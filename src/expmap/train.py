@@ -333,9 +333,15 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
     rows: list[dict] = []
     selected: dict | None = None  # the epoch chosen on validation: its modules and accuracy
     start_epoch = 0
+    state = None
     if state_file.exists():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        if state["fingerprint"] == key:
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - a damaged state only costs the epochs
+            log(f"{context}: discarding unreadable {state_file} ({type(error).__name__}); "
+                "starting from epoch 1")
+    if state is not None:
+        if state.get("fingerprint") == key:
             for name, module in modules.items():
                 module.load_state_dict(state["modules"][name])
             optimizer.load_state_dict(state["optimizer"])

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import expmap.config
 from expmap.data.adapters import missing_data_message
+from expmap.jobs import unwritable_results
 
 SCHEMA = expmap.config.read_schema(
     Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -60,7 +61,9 @@ def startup_problems():
     return [line for line in data if line] + list(dict.fromkeys(weights))
 
 
-problems = startup_problems()
+# A read-only results folder: one line here (Snakemake's own failure is a traceback).
+unwritable = unwritable_results("results")
+problems = ([unwritable] if unwritable else []) + startup_problems()
 if problems:
     raise SystemExit("\n".join(problems))
 for name in BENCHMARKS:

@@ -9,6 +9,7 @@ the demo run a narrow copy of the same 224 x 224 geometry.
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 from torch import nn
@@ -69,6 +70,19 @@ def _source_to_target(keys: set[str], features: nn.Sequential) -> tuple[str, dic
                        f"{sorted(keys)[:3]}")
 
 
+def refusal_reason(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a few words. Never torch's own
+    first line: it suggests weights_only=False, which would run the file's code."""
+    text = str(error)
+    code = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text,
+                     re.IGNORECASE)
+    if code:
+        return f"loading it would call {code.group(1) or code.group(2)}; nothing was run"
+    if "Weights only load failed" in text:
+        return "it holds objects other than tensors; nothing was run"
+    return f"{type(error).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+
+
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state dict without running any code the file may carry."""
     if not os.path.isfile(path):
@@ -76,7 +90,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one line
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = refusal_reason(error)
         raise WeightsError(f"{path} is not a plain state dict that loads with weights_only=True "
                            f"({reason[:160]}); save the weights with torch.save(state_dict)") \
             from None
