@@ -126,27 +126,35 @@ def crop_landmarks(image: Image.Image, points: np.ndarray) -> np.ndarray:
 _cascades = threading.local()
 
 
-def detector_available() -> bool:
+def _cascade_file():
+    """OpenCV's frontal-face Haar cascade where the installed wheel ships it, else None
+    (OpenCV 5 wheels no longer carry cv2/data/*.xml)."""
     try:
-        import cv2  # noqa: F401
+        import cv2
     except ImportError:
-        return False
-    return True
+        return None
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = Path(folder or "") / "haarcascade_frontalface_default.xml"
+    return path if folder and path.is_file() else None
+
+
+def detector_available() -> bool:
+    return _cascade_file() is not None
 
 
 def detect_face(image: Image.Image) -> tuple[float, float, float, float] | None:
     """The largest frontal face found by OpenCV's Haar cascade as (x, y, width, height), or
     None when there is none (or OpenCV is not installed)."""
-    try:
-        import cv2
-    except ImportError:
+    cascade = _cascade_file()
+    if cascade is None:
         return None
+    import cv2
+
     if not hasattr(_cascades, "frontal"):
         # A cascade object per thread: detectMultiScale is not safe to share; OpenCV's own
         # threads are turned off because the prepare's pool already uses the cores given.
         cv2.setNumThreads(1)
-        _cascades.frontal = cv2.CascadeClassifier(
-            str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+        _cascades.frontal = cv2.CascadeClassifier(str(cascade))
     gray = np.asarray(image.convert("L"))
     smallest = max(24, min(gray.shape) // 6)
     faces = _cascades.frontal.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
