@@ -135,7 +135,8 @@ def _cascade_file():
         return None
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     path = Path(folder or "") / "haarcascade_frontalface_default.xml"
-    return path if folder and path.is_file() else None
+    usable = folder and path.is_file() and hasattr(cv2, "CascadeClassifier")
+    return path if usable else None
 
 
 def detector_available() -> bool:
