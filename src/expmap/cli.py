@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from expmap.checkpoints import CheckpointError, build_modules, load_checkpoint
+from expmap.checkpoints import CheckpointError, load_checkpoint
 from expmap.data.faces import SkippedImage, crop_detected, read_rgb
 from expmap.data.store import atomic_write_csv
+from expmap.evaluate import head_outputs
 
 
 def predict_images(checkpoint_path: str, image_paths: list[str], out: Path,
@@ -34,39 +35,40 @@ def predict_images(checkpoint_path: str, image_paths: list[str], out: Path,
     if checkpoint["stage"] != 3:
         raise CheckpointError(f"{checkpoint_path} is a stage-{checkpoint['stage']} checkpoint; "
                               "predict needs stage3.pt (it holds the EPMG head)")
-    modules = build_modules(checkpoint)
-    efe, epmg = modules["efe"].to(device).eval(), modules["epmg"].to(device).eval()
     class_names = checkpoint["class_names"]
-    rows = []
+    faces, crops, kept = [], [], []
     for path in image_paths:
         try:
             face, crop = crop_detected(read_rgb(path))
         except SkippedImage as error:
             print(f"skipped {path}: {error}", file=sys.stderr)
             continue
-        images = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].float().to(device)
-        with torch.no_grad():
-            mask, masked, _ = efe(images)
-            _, logits, pattern = epmg(masked)
-        probabilities = logits.softmax(1)[0].cpu().numpy()
+        faces.append(face)
+        crops.append(crop)
+        kept.append(path)
+    rows = []
+    if kept:
+        outputs = head_outputs(checkpoint, "epmg", np.stack(faces), np.arange(len(kept)), device)
+    for i, (path, face, crop) in enumerate(zip(kept, faces, crops)):
+        probabilities = outputs["probabilities"][i].numpy()
         predicted = class_names[int(probabilities.argmax())]
-        stem = Path(path).stem
+        figure_path = out / f"{Path(path).stem}_maps.png"
         figure, axes = plt.subplots(1, 3, figsize=(9, 3.3))
         axes[0].imshow(face)
         axes[0].set_title(f"face ({crop} crop)")
         axes[1].imshow(face)
-        axes[1].imshow(upsample(mask[0, 0].cpu().numpy(), face.shape[0]), cmap="jet", alpha=0.45,
-                       vmin=0, vmax=1)
+        axes[1].imshow(upsample(outputs["masks"][i, 0].numpy(), face.shape[0]), cmap="jet",
+                       alpha=0.45, vmin=0, vmax=1)
         axes[1].set_title("EFE mask")
-        axes[2].imshow(pattern[0, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[2].imshow(outputs["patterns"][i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         axes[2].set_title(f"pattern map: {predicted}")
         for ax in axes:
             ax.set_xticks([])
             ax.set_yticks([])
-        save_figure(figure, out / f"{stem}_maps.png")
+        save_figure(figure, figure_path)
         rows.append({"image": path, "predicted": predicted, "crop": crop,
                      **{name: float(p) for name, p in zip(class_names, probabilities)},
-                     "figure": str(out / f"{stem}_maps.png")})
+                     "figure": str(figure_path)})
     table = pd.DataFrame(rows)
     if len(table):
         atomic_write_csv(out / "predictions.csv", table)

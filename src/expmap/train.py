@@ -129,8 +129,8 @@ class Stage1:
     terms = ("total", "efe")
 
     def __init__(self, hp: Stage1Hyperparameters, modules: dict[str, nn.Module]):
+        self.modules = modules
         self.efe = modules["efe"]
-        self.modules = {"efe": self.efe}
         self.clip_groups = {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
                             "classifier": self.efe.classifier}
 
@@ -157,7 +157,6 @@ class Stage2(Stage1):
     def __init__(self, hp: Stage2Hyperparameters, modules: dict[str, nn.Module]):
         super().__init__(hp, modules)
         self.emr = modules["emr"]
-        self.modules = {"efe": self.efe, "emr": self.emr}
         self.clip_groups["emr"] = self.emr
         self.weights = EMRWeights(hp.lambda1, hp.lambda2, hp.lambda3, hp.alpha)
         if not 0 <= hp.frozen_convs <= NUM_CONVS:
@@ -183,8 +182,8 @@ class Stage3:
     terms = ("total", "embed", "classify", "pattern", "sim")
 
     def __init__(self, hp: Stage3Hyperparameters, modules: dict[str, nn.Module]):
+        self.modules = modules
         self.efe, self.emr, self.epmg = modules["efe"], modules["emr"], modules["epmg"]
-        self.modules = {"efe": self.efe, "emr": self.emr, "epmg": self.epmg}
         self.efe.requires_grad_(False)
         self.emr.requires_grad_(False)
         self.clip_groups = {"encoder": self.epmg.encoder, "classifier": self.epmg.classifier,
