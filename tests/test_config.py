@@ -51,6 +51,37 @@ def test_stage_keys_are_the_training_library_s():
         assert keys == sorted(f.name for f in dataclasses.fields(HYPERPARAMETERS[stage]))
 
 
+def test_schema_choices_are_the_training_library_s():
+    from expmap.train import CHOICES
+
+    groups = {name: group for name, group in SCHEMA["$defs"].items() if name.startswith("hp_")}
+    enums = {key: tuple(spec["enum"]) for group in groups.values()
+             for key, spec in group["properties"].items() if "enum" in spec}
+    assert enums == CHOICES
+
+
+def overlay(config: dict, layer: dict) -> None:
+    """Merge an overlay into config as Snakemake merges a --configfile."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            overlay(config[key], value)
+        else:
+            config[key] = value
+
+
+def test_the_paper_s_formulation_is_one_overlay_away():
+    paper = yaml.safe_load((REPO / "configs/paper.yaml").read_text())
+    for name, dataset in merged(lambda c: overlay(c, paper))["datasets"].items():
+        stage2, stage3 = dataset["train"]["stage2"], dataset["train"]["stage3"]
+        for stage in (stage2, stage3):
+            assert (stage["optimizer"], stage["distance"], stage["mining"],
+                    stage["clipping_scope"]) == ("sgd", "squared", "hardest", "model"), name
+        assert (stage2["emr_lr"], stage2["emr_init"]) == (None, "uniform")
+        assert stage3["decoder_init"] == "pytorch"
+    assert error_of(lambda c: c["defaults"]["train"]["stage3"].update({"optimizer": "adamw"})) \
+        == "defaults.train.stage3.optimizer = 'adamw': must be one of sgd, adam"
+
+
 def test_the_paper_s_values_reach_each_benchmark():
     datasets = merged()["datasets"]
     for name, values in PAPER_PER_DATASET.items():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from expmap.interpret import mask_region_share, pattern_map_invariance
+from expmap.interpret import mask_region_share, pattern_map_fidelity, pattern_map_invariance
 
 
 def test_identical_maps_per_class_are_perfectly_invariant():
@@ -54,3 +54,37 @@ def test_collapsed_constant_maps_are_reported_not_divided_by_zero():
     result = pattern_map_invariance(maps, torch.tensor([0, 0, 1, 1, 2, 2]), 3)
     assert result["within_between_ratio"] is None and result["collapsed"]
     assert result["nearest_mean_accuracy"] == pytest.approx(1 / 3)
+
+
+def faces_and_regions(generator, people=6, classes=3, size=16):
+    """Grey faces: a per-person base (identity) plus a class-specific bright patch in a
+    class-specific region; the regions are known."""
+    identity = torch.rand(people, 1, size, size, generator=generator) * 0.5
+    regions = torch.zeros(classes, size, size)
+    for c in range(classes):
+        regions[c, 4 * c:4 * c + 4, 2:14] = 1
+    faces = torch.stack([identity[p] + 0.5 * regions[c][None] for c in range(classes)
+                         for p in range(people)])
+    labels = torch.arange(classes).repeat_interleave(people)
+    return faces, labels, regions[labels]
+
+
+def test_maps_that_are_the_class_mean_faces_score_as_faces():
+    generator = torch.Generator().manual_seed(0)
+    faces, labels, regions = faces_and_regions(generator)
+    means = torch.stack([faces[labels == c].mean(0) for c in range(3)])
+    maps = means[labels] + 0.01 * torch.randn(faces.shape, generator=generator)
+    result = pattern_map_fidelity(maps, faces, labels, 3, regions)
+    assert result["span_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert result["face_correlation"] > 0.99
+    assert result["invariance_gain"] > 4  # the person is gone, the expression is not
+    assert result["region_concentration"] > 2.5  # the classes differ only in their regions
+
+
+def test_flat_maps_score_as_no_face():
+    generator = torch.Generator().manual_seed(1)
+    faces, labels, regions = faces_and_regions(generator)
+    flat = 0.5 + 1e-4 * torch.randn(faces.shape, generator=generator)
+    result = pattern_map_fidelity(flat, faces, labels, 3, regions)
+    assert result["span_ratio"] < 0.01
+    assert abs(result["face_correlation"]) < 0.5

@@ -6,9 +6,11 @@ import torch
 from expmap.losses import (
     EMRWeights,
     EPMGWeights,
+    TripletSettings,
     grayscale,
     stage2_loss,
     stage3_loss,
+    triplet,
     triplet_loss,
 )
 
@@ -96,7 +98,10 @@ def test_stage_losses_weigh_their_terms():
     refined = torch.rand(6, 1, 7, 7, generator=generator)
     h = torch.randn(6, 16, generator=generator)
     w = EMRWeights(lambda1=2.0, lambda2=0.5, lambda3=3.0, alpha=0.2)
-    terms = stage2_loss(logits, mask, refined, h, labels, w)
+    loss = stage2_loss(logits, mask, refined, h, labels, w)
+    terms = loss.terms
+    assert set(loss.weighted) == {"efe", "mask", "h"}
+    torch.testing.assert_close(sum(loss.weighted.values()), terms["total"])
     expected = 2.0 * terms["efe"] + 0.5 * terms["mask"] + 3.0 * terms["h"]
     torch.testing.assert_close(terms["total"], expected)
     torch.testing.assert_close(terms["mask"], ((mask - refined) ** 2).sum((1, 2, 3)).mean())
@@ -106,8 +111,68 @@ def test_stage_losses_weigh_their_terms():
     images = torch.rand(6, 3, 224, 224, generator=generator, dtype=torch.float64) * 255
     logits = logits.double()
     w3 = EPMGWeights(lambda4=1e-4, lambda5=40.0, lambda6=1.0, lambda7=0.5, beta=0.2, gamma=0.3)
-    terms = stage3_loss(e, logits, pattern, images, labels, w3)
+    loss = stage3_loss(e, logits, pattern, images, labels, w3)
+    terms = loss.terms
+    # the paper's definition is reported beside the one in use
+    torch.testing.assert_close(loss.diagnostics["paper_sim"], terms["sim"])
     expected = (terms["embed"] + 0.5 * terms["classify"] + 1e-4 * terms["pattern"]
                 + 40.0 * terms["sim"])
     torch.testing.assert_close(terms["total"], expected)
     torch.testing.assert_close(terms["sim"], loop_triplet_loss(pattern, labels, 0.2))
+
+
+def loop_triplet_all(x, labels, margin, euclidean):
+    """Batch-all written as loops: the mean hinge over every (anchor, positive, negative)."""
+    x = x.flatten(1)
+
+    def d(i, j):
+        squared = ((x[i] - x[j]) ** 2).sum()
+        return squared.clamp_min(1e-12).sqrt() if euclidean else squared
+
+    hinges = [torch.clamp(d(a, p) - d(a, n) + margin, min=0.0)
+              for a in range(len(x)) for p in range(len(x)) for n in range(len(x))
+              if p != a and labels[p] == labels[a] and labels[n] != labels[a]]
+    return torch.stack(hinges).mean(), sum(float(h > 0) for h in hinges) / len(hinges)
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+def test_batch_all_matches_loop(distance):
+    generator = torch.Generator().manual_seed(7)
+    x = torch.rand(18, 16, generator=generator, dtype=torch.float64)
+    labels = batch_labels(18, 4, generator)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    fast = triplet(a, labels, 0.3, distance, "all")
+    slow, active = loop_triplet_all(b, labels, 0.3, distance == "euclidean")
+    fast.loss.backward()
+    slow.backward()
+    torch.testing.assert_close(fast.loss, slow)
+    torch.testing.assert_close(a.grad, b.grad)
+    assert fast.active.item() == pytest.approx(active)
+    assert 0 < active < 1
+
+
+def test_euclidean_hardest_is_the_root_of_squared_distances():
+    x = torch.tensor([[0.0], [0.5], [3.0], [3.25]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # anchor 0: d_ap 0.5, d_an 3.0 -> 0; anchor 1: 0.5 - 2.5 -> 0; all satisfied at margin 1
+    assert triplet_loss(x, labels, 1.0, "euclidean").item() == 0.0
+    # margin 2.6: hinges 0.5-3+2.6 = 0.1, 0.5-2.5+2.6 = 0.6, 0.25-2.5+2.6 = 0.35, 0.25-2.75+2.6
+    result = triplet(x, labels, 2.6, "euclidean", "hardest")
+    assert result.loss.item() == pytest.approx((0.1 + 0.6 + 0.35 + 0.1) / 4)
+    assert result.active.item() == 1.0
+
+
+def test_a_collapsed_embedding_sits_exactly_at_the_margin_with_no_gradient_under_squared():
+    """The demo's EMR: every h the same point. The paper's loss is the margin, and its
+    gradient vanishes; batch-all with Euclidean distances still says how to move."""
+    h = torch.full((12, 16), 0.3, requires_grad=True)
+    labels = torch.arange(12) % 3
+    paper = triplet(h, labels, 0.2)
+    assert paper.loss.item() == pytest.approx(0.2) and paper.active.item() == 1.0
+    paper.loss.backward()
+    assert h.grad.abs().max().item() == 0.0
+    ours = TripletSettings("euclidean", "all")
+    nudged = (h.detach() + 1e-3 * torch.randn(12, 16)).requires_grad_(True)
+    triplet(nudged, labels, 0.2, ours.distance, ours.mining).loss.backward()
+    assert nudged.grad.abs().max().item() > 1e-3

@@ -16,17 +16,17 @@ VGG16_CHANNELS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 25
 @pytest.mark.parametrize("width", [1 / 32, 1 / 8])
 def test_shapes(classes, width):
     efe = EFE(classes, width)
-    mask, masked, logits = efe(torch.rand(2, 3, 224, 224) * 255)
+    out = efe(torch.rand(2, 3, 224, 224) * 255)
     channels = round(512 * width)
-    assert mask.shape == (2, 1, 7, 7) and masked.shape == (2, channels, 7, 7)
-    assert logits.shape == (2, classes)
-    assert ((mask >= 0) & (mask <= 1)).all()
-    h, refined = EMR()(mask)
-    assert h.shape == (2, 16) and refined.shape == (2, 1, 7, 7)
-    e, epmg_logits, pattern = EPMG(classes, channels)(masked)
-    assert e.shape == (2, 128) and epmg_logits.shape == (2, classes)
-    assert pattern.shape == (2, 1, 224, 224)
-    assert pattern.min() >= 0 and pattern.max() <= 1
+    assert out.mask.shape == (2, 1, 7, 7) and out.features.shape == (2, channels, 7, 7)
+    assert out.logits.shape == (2, classes)
+    assert ((out.mask >= 0) & (out.mask <= 1)).all()
+    emr = EMR()(out.mask)
+    assert emr.h.shape == (2, 16) and emr.refined.shape == (2, 1, 7, 7)
+    generated = EPMG(classes, channels)(out.features)
+    assert generated.embedding.shape == (2, 128) and generated.logits.shape == (2, classes)
+    assert generated.pattern.shape == (2, 1, 224, 224)
+    assert generated.pattern.min() >= 0 and generated.pattern.max() <= 1
 
 
 def test_width_scales_every_conv_and_fc():
@@ -39,11 +39,45 @@ def test_width_scales_every_conv_and_fc():
 def test_emr_reads_mask_row_major():
     emr = EMR()
     mask = torch.rand(1, 1, 7, 7)
-    h, _ = emr(mask)
+    h = emr(mask).h
     # the last hidden state changes when the last cell (row 7, column 7) changes
     changed = mask.clone()
     changed[0, 0, 6, 6] += 0.5
-    assert not torch.allclose(emr(changed)[0], h)
+    assert not torch.allclose(emr(changed).h, h)
+
+
+def test_orthogonal_emr_remembers_the_first_cell():
+    """The reason for emr_init: orthogonal: a change of the first of 49 cells still moves h
+    at the end, where PyTorch's default init has forgotten it."""
+    torch.manual_seed(0)
+    mask = 0.5 + 0.05 * torch.randn(64, 1, 7, 7)
+    changed = mask.clone()
+    changed[:, 0, 0, 0] += 0.1
+    effect = {}
+    for init in ("uniform", "orthogonal"):
+        emr = EMR(init=init)
+        w = emr.rnn.weight_hh_l0.detach()
+        if init == "orthogonal":
+            torch.testing.assert_close(w @ w.T, torch.eye(16), atol=1e-5, rtol=0)
+        with torch.no_grad():
+            effect[init] = (emr(changed).h - emr(mask).h).norm(dim=1).mean().item()
+    assert effect["orthogonal"] > 10 * effect["uniform"]
+
+
+def test_mean_grey_decoder_starts_at_the_mean_grey_with_live_channels():
+    torch.manual_seed(0)
+    epmg = EPMG(7, 16)
+    epmg.init_decoder("mean_grey", 0.3)
+    features = torch.rand(4, 16, 7, 7)
+    pattern = epmg(features).pattern
+    assert pattern.mean().item() == pytest.approx(0.3, abs=0.02)
+    h = epmg.encoder(features)
+    for layer in list(epmg.decoder)[:-2]:  # every hidden ReLU layer has live units
+        h = layer(h)
+        if isinstance(layer, torch.nn.ReLU):
+            assert (h > 0).float().mean() > 0.2
+    with pytest.raises(ValueError, match="decoder init"):
+        epmg.init_decoder("zeros", 0.3)
 
 
 def vgg_face_dag_state(drop=None, reshape=None):

@@ -36,10 +36,11 @@ def test_all_figures(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 4)
     faces = rng.integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
-    viz.masks_over_faces(faces, rng.random((12, 7, 7)), labels, CLASSES, "demo",
-                         tmp_path / "masks.png")
-    viz.pattern_maps(rng.random((12, 224, 224)).astype(np.float16), labels,
-                     rng.random((3, 224, 224)), CLASSES, "demo", tmp_path / "patterns.png")
+    viz.masks_over_faces(faces, rng.random((12, 7, 7)), rng.random((12, 7, 7)), labels, CLASSES,
+                         "demo", tmp_path / "masks.png")
+    viz.pattern_maps(faces, rng.random((12, 224, 224)).astype(np.float16), labels,
+                     rng.random((3, 224, 224)), rng.random((3, 224, 224)), CLASSES, "demo",
+                     tmp_path / "patterns.png")
     for name in ("losses", "accuracy", "confusion", "masks", "patterns"):
         check_png(tmp_path / f"{name}.png")
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind

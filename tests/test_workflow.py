@@ -86,6 +86,9 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
     measures = pd.read_csv(tables / "interpretability.csv")
     assert list(measures["dataset"]) == ["synthetic"]
     assert 0 <= measures["area_share"].item() <= 1  # the generator's regions are known
+    for measure in ("span_ratio", "face_correlation", "invariance_gain", "region_concentration",
+                    "mask_share_stage1", "mask_share"):
+        assert measures[measure].notna().all(), measure
     assert "| synthetic |" in (tables / "interpretability.md").read_text()
     for figure in ("losses", "accuracy", "confusion", "masks", "patterns"):
         assert (tiny_run / f"results/synthetic/default/figures/{figure}.png").stat().st_size > 1e4

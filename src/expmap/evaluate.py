@@ -1,6 +1,6 @@
 """Evaluation of one fold: predictions of the EPMG head (the paper's number) and of the EFE
 head after stage 1 and after stage 2 (the ablation), with overall, per-class accuracy and
-the confusion matrix."""
+the confusion matrix; the interpretability measures of masks and pattern maps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import torch
 from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import image_batch, ordered_batches
 from expmap.data.store import PreparedDataset, atomic_write_csv, atomic_write_json, replacing
-from expmap.interpret import as_float16, mask_region_share, pattern_map_invariance
+from expmap.interpret import (
+    as_float16,
+    mask_region_share,
+    pattern_map_fidelity,
+    pattern_map_invariance,
+)
+from expmap.losses import grayscale
 
 EVAL_BATCH = 64
 SAMPLES_PER_CLASS = 8
@@ -21,20 +27,25 @@ HEADS = {"efe_stage1": "stage1", "efe_stage2": "stage2", "epmg": "stage3"}
 
 def head_outputs(checkpoint: dict, head: str, images: np.ndarray, rows: np.ndarray,
                  device, selected_on_validation: bool = False) -> dict[str, torch.Tensor]:
-    """Class probabilities of one head over `rows`, on the CPU; for the EPMG head also the
-    EFE masks [N,1,7,7] and the pattern maps [N,1,224,224]."""
+    """One head's outputs over `rows`, on the CPU: class probabilities and the EFE masks
+    [N,1,7,7]; for the EPMG head also the pattern maps and the grey inputs [N,1,224,224]."""
     modules = build_modules(checkpoint, selected_on_validation)
     for module in modules.values():
         module.to(device).eval()
     efe, epmg = modules["efe"], modules.get("epmg")
-    outputs: dict[str, list[torch.Tensor]] = {"probabilities": [], "masks": [], "patterns": []}
+    outputs: dict[str, list[torch.Tensor]] = {"probabilities": [], "masks": [], "patterns": [],
+                                              "grey": []}
     with torch.no_grad():
         for batch_rows in ordered_batches(rows, EVAL_BATCH):
-            mask, masked, logits = efe(image_batch(images, batch_rows, device))
+            images_batch = image_batch(images, batch_rows, device)
+            out = efe(images_batch)
+            logits = out.logits
             if head == "epmg":
-                _, logits, pattern = epmg(masked)
-                outputs["masks"].append(mask.cpu())
-                outputs["patterns"].append(pattern.cpu())
+                generated = epmg(out.features)
+                logits = generated.logits
+                outputs["patterns"].append(generated.pattern.cpu())
+                outputs["grey"].append(grayscale(images_batch).cpu())
+            outputs["masks"].append(out.mask.cpu())
             outputs["probabilities"].append(logits.softmax(1).cpu())
     return {name: torch.cat(parts) for name, parts in outputs.items() if parts}
 
@@ -50,25 +61,46 @@ def accuracy_summary(labels: np.ndarray, predictions: np.ndarray, class_names: l
             "per_class": per_class, "confusion": confusion.tolist()}
 
 
-def figure_samples(outputs: dict, labels: np.ndarray, subjects: np.ndarray, rows: np.ndarray,
-                   num_classes: int) -> dict[str, np.ndarray]:
+def figure_samples(outputs: dict[str, dict], labels: np.ndarray, subjects: np.ndarray,
+                   rows: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
     """What the figures need, bounded in size whatever the test set: per class up to
-    SAMPLES_PER_CLASS maps and masks of different subjects, and every class's mean map."""
+    SAMPLES_PER_CLASS masks (after stage 1 and after stage 2) and maps of different
+    subjects, and every class's mean map and mean grey face."""
     chosen = []
     for c in range(num_classes):
         of_class = np.flatnonzero(labels == c)
         _, first_of_subject = np.unique(subjects[of_class], return_index=True)
         chosen.extend(of_class[np.sort(first_of_subject)][:SAMPLES_PER_CLASS])
     chosen = np.array(chosen, dtype=np.int64)
-    patterns = outputs["patterns"][:, 0]
-    means = torch.zeros(num_classes, *patterns.shape[1:])
+    epmg = outputs["epmg"]
+    patterns, grey = epmg["patterns"][:, 0], epmg["grey"][:, 0]
+    mean_maps = torch.zeros(num_classes, *patterns.shape[1:])
+    mean_faces = torch.zeros_like(mean_maps)
     for c in range(num_classes):
         if (labels == c).any():
-            means[c] = patterns[torch.from_numpy(labels == c)].mean(0)
+            mean_maps[c] = patterns[torch.from_numpy(labels == c)].mean(0)
+            mean_faces[c] = grey[torch.from_numpy(labels == c)].mean(0)
     return {"rows": rows[chosen], "labels": labels[chosen],
             "subjects": subjects[chosen].astype(str),
-            "masks": outputs["masks"][chosen, 0].numpy().astype(np.float32),
-            "patterns": as_float16(patterns[chosen]), "class_mean_patterns": means.numpy()}
+            "masks_stage1": outputs["efe_stage1"]["masks"][chosen, 0].numpy().astype(np.float32),
+            "masks": epmg["masks"][chosen, 0].numpy().astype(np.float32),
+            "patterns": as_float16(patterns[chosen]), "class_mean_patterns": mean_maps.numpy(),
+            "class_mean_faces": mean_faces.numpy()}
+
+
+def interpretability(outputs: dict[str, dict], labels: np.ndarray, num_classes: int,
+                     regions: np.ndarray | None) -> dict:
+    """The measures of expmap.interpret on the test set: pattern maps, and masks after stage
+    1 and after stage 2 where the true regions are known."""
+    epmg, y = outputs["epmg"], torch.from_numpy(labels)
+    truth = torch.from_numpy(np.asarray(regions)) if regions is not None else None
+    result = {**pattern_map_invariance(epmg["patterns"], y, num_classes),
+              **pattern_map_fidelity(epmg["patterns"], epmg["grey"], y, num_classes, truth)}
+    if truth is not None:
+        result.update(mask_region_share(epmg["masks"], truth))
+        stage1 = mask_region_share(outputs["efe_stage1"]["masks"], truth)
+        result["mask_share_stage1"] = stage1["mask_share"]
+    return result
 
 
 def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str, str],
@@ -85,30 +117,27 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
     table = dataset.manifest.set_index("index").loc[rows, ["image_id", "subject", "label",
                                                           "label_name"]].reset_index()
     result = {"fold": fold, "n_test": int(len(rows)), "class_names": data.class_names, "heads": {}}
+    outputs = {}
     for head, stage in HEADS.items():
-        checkpoint = load_checkpoint(checkpoints[stage])
-        head_result = head_outputs(checkpoint, head, data.images, rows, device)
-        predicted = head_result["probabilities"].argmax(1).numpy()
+        outputs[head] = head_outputs(load_checkpoint(checkpoints[stage]), head, data.images,
+                                     rows, device)
+        predicted = outputs[head]["probabilities"].argmax(1).numpy()
         table[f"pred_{head}"] = predicted
         result["heads"][head] = accuracy_summary(labels, predicted, data.class_names)
-        if head == "epmg":
-            outputs = head_result
-    if "selected_on_validation" in checkpoint:  # the stage-3 epoch chosen on held-out subjects
-        chosen = checkpoint["selected_on_validation"]
-        predicted = head_outputs(checkpoint, "epmg", data.images, rows, device,
+    final = load_checkpoint(checkpoints["stage3"])
+    if "selected_on_validation" in final:  # the stage-3 epoch chosen on held-out subjects
+        chosen = final["selected_on_validation"]
+        predicted = head_outputs(final, "epmg", data.images, rows, device,
                                  selected_on_validation=True)["probabilities"].argmax(1).numpy()
         table["pred_epmg_selected_on_validation"] = predicted
         result["heads"]["epmg_selected_on_validation"] = {
             **accuracy_summary(labels, predicted, data.class_names), "epoch": chosen["epoch"],
             "validation_accuracy": chosen["validation_accuracy"]}
     for c, name in enumerate(data.class_names):
-        table[f"prob_{name}"] = outputs["probabilities"][:, c].numpy()
-    result["interpretability"] = pattern_map_invariance(
-        outputs["patterns"], torch.from_numpy(labels), data.num_classes)
+        table[f"prob_{name}"] = outputs["epmg"]["probabilities"][:, c].numpy()
     regions = dataset.regions()
-    if regions is not None:
-        result["interpretability"].update(
-            mask_region_share(outputs["masks"], torch.from_numpy(regions[rows])))
+    result["interpretability"] = interpretability(
+        outputs, labels, data.num_classes, regions[rows] if regions is not None else None)
     if maps is not None:
         samples = figure_samples(outputs, labels, data.subjects[rows], rows, data.num_classes)
         save_npz_atomic(maps, class_names=np.array(data.class_names), **samples)
@@ -120,4 +149,3 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
 def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
     with replacing(path, ".npz") as tmp:  # removed if the write fails
         np.savez_compressed(tmp, **arrays)
-

@@ -12,6 +12,9 @@ Mask placement, where the true expression regions are known (the synthetic bench
               rarely below 0.3 anywhere) counts as looking nowhere in particular
   area_share  those regions' share of the image: what a mask that looks nowhere in
               particular scores
+Pattern maps as faces (the paper's claim is that a class's map looks like that expression
+on anyone's face): span, correlation with the class-mean face, identity invariance against
+the inputs', and where the classes differ; see pattern_map_fidelity.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ def class_means_leave_one_out(maps: torch.Tensor, labels: torch.Tensor, num_clas
     """Class means [K, D] and, per map, its own class mean without that map [N, D]."""
     flat = maps.flatten(1).double()
     counts = torch.bincount(labels, minlength=num_classes).double()
-    sums = torch.zeros(num_classes, flat.shape[1], dtype=flat.dtype).index_add_(0, labels, flat)
-    means = sums / counts.clamp_min(1)[:, None]
-    own_count = counts[labels]
-    own_without = (sums[labels] - flat) / (own_count - 1).clamp_min(1)[:, None]
+    means = class_means(maps, labels, num_classes)
+    own_count = counts[labels][:, None]
+    own_without = (means[labels] * own_count - flat) / (own_count - 1).clamp_min(1)
     return means, own_without, counts
 
 
@@ -80,3 +82,62 @@ def as_float16(maps: torch.Tensor) -> np.ndarray:
     """Maps in [0,1] as stored for figures: float16 keeps differences of 1e-3 that uint8
     would round away (a barely trained decoder's maps differ by less than 1/255)."""
     return maps.to(torch.float16).cpu().numpy()
+
+
+# ---------------------------------------------------------------- do the maps show faces?
+
+SPAN_PERCENTILES = (1.0, 99.0)  # a span robust to a few extreme pixels
+
+
+def percentile_span(values: torch.Tensor) -> float:
+    low, high = np.percentile(values.float().flatten().numpy(), SPAN_PERCENTILES)
+    return float(high - low)
+
+
+def class_means(maps: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[K, D] mean of the flattened maps of each class (zeros for an absent class)."""
+    flat = maps.flatten(1).double()
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    sums = torch.zeros(num_classes, flat.shape[1], dtype=flat.dtype).index_add_(0, labels, flat)
+    return sums / counts.clamp_min(1)[:, None]
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    a, b = a - a.mean(), b - b.mean()
+    scale = a.norm() * b.norm()
+    return float((a * b).sum() / scale) if scale > 0 else None
+
+
+def pattern_map_fidelity(maps: torch.Tensor, faces: torch.Tensor, labels: torch.Tensor,
+                         num_classes: int, regions: torch.Tensor | None = None) -> dict:
+    """How much of a face the pattern maps show, against the grey input faces [N,1,H,W]:
+      map_span, face_span   1st-99th percentile span of all maps, and of the class-mean faces
+      span_ratio            map_span / face_span: a flat grey map scores ~0
+      face_correlation      median over classes of the correlation between the class-mean
+                            map and the class-mean face
+      invariance_gain       the inputs' within/between ratio over the maps': how much less
+                            the maps depend on who made them than the faces do
+      region_concentration  where regions [N,H,W] are known: the share of the class-mean
+                            maps' departures from their common mean that lies inside each
+                            class's expression regions, over those regions' share of the area
+    """
+    present = torch.unique(labels)
+    map_means = class_means(maps, labels, num_classes)[present]
+    face_means = class_means(faces, labels, num_classes)[present]
+    face_span = percentile_span(face_means)
+    correlations = [c for c in (_correlation(m, f) for m, f in zip(map_means, face_means))
+                    if c is not None]
+    result = {"map_span": percentile_span(maps), "face_span": face_span,
+              "span_ratio": percentile_span(maps) / face_span if face_span > 0 else None,
+              "face_correlation": float(np.median(correlations)) if correlations else None}
+    maps_ratio = pattern_map_invariance(maps, labels, num_classes)["within_between_ratio"]
+    faces_ratio = pattern_map_invariance(faces, labels, num_classes)["within_between_ratio"]
+    result["invariance_gain"] = (faces_ratio / maps_ratio if maps_ratio and faces_ratio
+                                 else None)
+    if regions is not None:
+        region_means = class_means(regions.float(), labels, num_classes)[present]
+        departures = (map_means - map_means.mean(0, keepdim=True)).abs()
+        inside = (departures * region_means).sum() / departures.sum().clamp_min(1e-12)
+        area = region_means.mean()
+        result["region_concentration"] = float(inside / area) if area > 0 else None
+    return result

@@ -1,15 +1,27 @@
-"""The paper's losses (SPEC §2): batch-hard triplet loss and the three stage losses.
+"""The paper's losses (SPEC §2): the triplet loss and the three stage losses.
 
 Every function is vectorised and returns tensors: nothing here reads a value back to the
 host, so a training step never waits on the device.
+
+A stage loss is a StageLoss: the unweighted terms (what the metrics CSV shows as loss_*),
+the weighted terms that add up to the total (what the per-term gradient norms are taken
+of), and diagnostics (share of active triplets, each triplet term under the paper's own
+definition, spread of the outputs across the batch), all detached.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+# Triplet loss settings (stages 2 and 3): the paper's are squared distances and the hardest
+# positive and negative of each anchor; "euclidean" and "all" are ours (docs/SPEC.md).
+DISTANCES = ("squared", "euclidean")
+MININGS = ("hardest", "all")
+PAPER_TRIPLET = {"distance": "squared", "mining": "hardest"}
 
 
 def squared_distances(x: torch.Tensor) -> torch.Tensor:
@@ -26,22 +38,60 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     return distances.masked_fill(eye, 0.0)
 
 
-def triplet_loss(x: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Batch-hard triplet loss on vectors or maps (flattened), squared distances.
+def pairwise_distances(x: torch.Tensor, distance: str) -> torch.Tensor:
+    squared = squared_distances(x)
+    if distance == "squared":
+        return squared
+    # below 1e-12 the clamp has no gradient, so coinciding rows give 0, not NaN
+    return squared.clamp_min(1e-12).sqrt()
 
-    For every anchor with at least one sample of another class in the batch: hardest
-    positive (the anchor itself included) minus hardest negative plus margin, clipped at 0;
-    the sum over anchors divided by the batch size. With no active triplet the result is a
-    zero that still carries a gradient.
-    """
-    x = x.flatten(1)
-    distances = squared_distances(x)
-    same = labels[:, None] == labels[None, :]
+
+class Triplet(NamedTuple):
+    loss: torch.Tensor
+    active: torch.Tensor  # share of the triplets (anchors, for "hardest") with a positive hinge
+
+
+def _hardest(distances, same, margin):
+    """Per anchor with a negative: hardest positive (itself included) minus hardest negative
+    plus margin, clipped at 0; summed and divided by the batch size."""
     hardest_positive = distances.masked_fill(~same, float("-inf")).amax(dim=1)
     hardest_negative = distances.masked_fill(same, float("inf")).amin(dim=1)
     has_negative = (~same).any(dim=1)
     hinge = F.relu(hardest_positive - torch.where(has_negative, hardest_negative, 0.0) + margin)
-    return torch.where(has_negative, hinge, 0.0 * hinge).sum() / len(x)
+    loss = torch.where(has_negative, hinge, 0.0 * hinge).sum() / len(distances)
+    active = ((hinge > 0) & has_negative).sum() / has_negative.sum().clamp_min(1)
+    return Triplet(loss, active)
+
+
+def _all(distances, same, margin):
+    """Mean over every valid triplet (anchor, another sample of its class, a sample of
+    another class) of the hinge d_ap - d_an + margin."""
+    eye = torch.eye(len(distances), dtype=torch.bool, device=distances.device)
+    valid = (same & ~eye)[:, :, None] & ~same[:, None, :]  # [anchor, positive, negative]
+    hinge = F.relu(distances[:, :, None] - distances[:, None, :] + margin)
+    count = valid.sum().clamp_min(1)
+    loss = torch.where(valid, hinge, 0.0 * hinge).sum() / count
+    return Triplet(loss, ((hinge > 0) & valid).sum() / count)
+
+
+def triplet(x: torch.Tensor, labels: torch.Tensor, margin: float, distance: str = "squared",
+            mining: str = "hardest") -> Triplet:
+    """Triplet loss on vectors or maps (flattened) and its share of active triplets. With no
+    valid triplet the loss is a zero that still carries a gradient."""
+    distances = pairwise_distances(x.flatten(1), distance)
+    same = labels[:, None] == labels[None, :]
+    return (_hardest if mining == "hardest" else _all)(distances, same, margin)
+
+
+def triplet_loss(x: torch.Tensor, labels: torch.Tensor, margin: float, distance: str = "squared",
+                 mining: str = "hardest") -> torch.Tensor:
+    """The triplet loss alone; by default the paper's (squared distances, batch-hard)."""
+    return triplet(x, labels, margin, distance, mining).loss
+
+
+def spread(x: torch.Tensor) -> torch.Tensor:
+    """Standard deviation across the batch, averaged over features: 0 for a constant output."""
+    return x.detach().flatten(1).float().std(dim=0).mean()
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -56,11 +106,18 @@ def per_sample_squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class TripletSettings:
+    distance: str = "squared"
+    mining: str = "hardest"
+
+
+@dataclass(frozen=True)
 class EMRWeights:
     lambda1: float
     lambda2: float
     lambda3: float
     alpha: float
+    triplets: TripletSettings = TripletSettings()
 
 
 @dataclass(frozen=True)
@@ -71,30 +128,62 @@ class EPMGWeights:
     lambda7: float
     beta: float
     gamma: float
+    triplets: TripletSettings = TripletSettings()
 
 
-def stage1_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+@dataclass
+class StageLoss:
+    terms: dict[str, torch.Tensor]  # "total" first, then each unweighted term
+    weighted: dict[str, torch.Tensor]  # weight x term for each term; they add up to total
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.terms["total"]
+
+
+def _stage_loss(weighted: dict, unweighted: dict, diagnostics: dict) -> StageLoss:
+    total = sum(weighted.values())
+    return StageLoss({"total": total, **unweighted}, weighted,
+                     {k: v.detach() for k, v in diagnostics.items()})
+
+
+def _triplet_diagnostics(name: str, x, labels, margin, used: Triplet) -> dict:
+    with torch.no_grad():
+        paper = triplet(x.detach(), labels, margin, **PAPER_TRIPLET).loss
+    return {f"active_{name}": used.active, f"paper_{name}": paper}
+
+
+def stage1_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> StageLoss:
     efe = F.cross_entropy(logits, labels)
-    return {"total": efe, "efe": efe}
+    return _stage_loss({"efe": efe}, {"efe": efe}, {"spread_mask": spread(mask)})
 
 
-def stage2_loss(logits, mask, refined_mask, h, labels, w: EMRWeights) -> dict[str, torch.Tensor]:
+def stage2_loss(logits, mask, refined_mask, h, labels, w: EMRWeights) -> StageLoss:
     """L_EMR = l1 L_EFE + l2 L_mask + l3 L_h."""
     efe = F.cross_entropy(logits, labels)
     mask_term = per_sample_squared_error(mask, refined_mask)
-    h_term = triplet_loss(h, labels, w.alpha)
-    total = w.lambda1 * efe + w.lambda2 * mask_term + w.lambda3 * h_term
-    return {"total": total, "efe": efe, "mask": mask_term, "h": h_term}
+    h_term = triplet(h, labels, w.alpha, w.triplets.distance, w.triplets.mining)
+    terms = {"efe": efe, "mask": mask_term, "h": h_term.loss}
+    weighted = {"efe": w.lambda1 * efe, "mask": w.lambda2 * mask_term,
+                "h": w.lambda3 * h_term.loss}
+    diagnostics = {**_triplet_diagnostics("h", h, labels, w.alpha, h_term),
+                   "spread_mask": spread(mask), "spread_h": spread(h)}
+    return _stage_loss(weighted, terms, diagnostics)
 
 
-def stage3_loss(embedding, logits, pattern, images, labels,
-                w: EPMGWeights) -> dict[str, torch.Tensor]:
+def stage3_loss(embedding, logits, pattern, images, labels, w: EPMGWeights) -> StageLoss:
     """L_EPMG = (l6 L_embed + l7 L_classify) + (l4 L_pattern + l5 L_sim)."""
-    embed = triplet_loss(embedding, labels, w.gamma)
+    distance, mining = w.triplets.distance, w.triplets.mining
+    embed = triplet(embedding, labels, w.gamma, distance, mining)
     classify = F.cross_entropy(logits, labels)
     pattern_term = per_sample_squared_error(pattern, grayscale(images))
-    sim = triplet_loss(pattern, labels, w.beta)
-    encoder = w.lambda6 * embed + w.lambda7 * classify
-    decoder = w.lambda4 * pattern_term + w.lambda5 * sim
-    return {"total": encoder + decoder, "embed": embed, "classify": classify,
-            "pattern": pattern_term, "sim": sim}
+    sim = triplet(pattern, labels, w.beta, distance, mining)
+    terms = {"embed": embed.loss, "classify": classify, "pattern": pattern_term,
+             "sim": sim.loss}
+    weighted = {"embed": w.lambda6 * embed.loss, "classify": w.lambda7 * classify,
+                "pattern": w.lambda4 * pattern_term, "sim": w.lambda5 * sim.loss}
+    diagnostics = {**_triplet_diagnostics("embed", embedding, labels, w.gamma, embed),
+                   **_triplet_diagnostics("sim", pattern, labels, w.beta, sim),
+                   "spread_embedding": spread(embedding), "spread_pattern": spread(pattern)}
+    return _stage_loss(weighted, terms, diagnostics)

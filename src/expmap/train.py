@@ -8,7 +8,13 @@
 and writes the stage's checkpoint and a per-epoch metrics CSV. After every epoch it saves
 a resumable state in `state_dir`; started again, it continues from there, and on a CPU
 ends bit-identical to an unbroken run. The loop reads nothing back from the device but
-once per epoch: losses, accuracy and the non-finite check are accumulated there.
+once per epoch: losses, diagnostics, accuracy and the non-finite check are accumulated
+there.
+
+Besides the losses, every epoch's row holds diagnostics (see `expmap.diagnostics`):
+gradient norms per module and per loss term, the share of active triplets, each triplet
+term under the paper's definition, and the spread of each output across samples; the job
+log warns when a triplet loss sits at its margin or an output is constant.
 """
 
 from __future__ import annotations
@@ -30,17 +36,31 @@ import pandas as pd
 import torch
 from torch import nn
 
-from expmap import checkpoints
+from expmap import checkpoints, diagnostics
 from expmap.data.batches import image_batch, ordered_batches, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler, epoch_generator
-from expmap.data.store import PreparedDataset, atomic_write_csv
+from expmap.data.store import FoldData, PreparedDataset, atomic_write_csv
 from expmap.errors import UserError
-from expmap.losses import EMRWeights, EPMGWeights, stage1_loss, stage2_loss, stage3_loss
+from expmap.losses import (
+    DISTANCES,
+    MININGS,
+    EMRWeights,
+    EPMGWeights,
+    StageLoss,
+    TripletSettings,
+    grayscale,
+    stage1_loss,
+    stage2_loss,
+    stage3_loss,
+)
 from expmap.model import EFE, EMR, EPMG, NUM_CONVS
+from expmap.model.emr import EMR_INITS
+from expmap.model.epmg import DECODER_INITS
 from expmap.model.vggface import conv_layers
 
 EVAL_BATCH = 64
 PROGRESS_SECONDS = 60.0
+MEAN_GREY_SAMPLE = 1024  # training images whose mean grey sets the decoder's output bias
 
 
 class TrainingError(UserError):
@@ -49,15 +69,28 @@ class TrainingError(UserError):
 
 # ---------------------------------------------------------------- hyperparameters
 
+# The values each choice may take: the schema lists the same (a test keeps them in step).
+CHOICES = {
+    "schedule": ("constant", "cosine"),
+    "optimizer": ("sgd", "adam"),
+    "clipping_scope": ("module", "model"),
+    "distance": DISTANCES,
+    "mining": MININGS,
+    "emr_init": EMR_INITS,
+    "decoder_init": DECODER_INITS,
+}
+
 
 @dataclass(frozen=True)
 class CommonHyperparameters:
     lr: float
-    momentum: float
-    weight_decay: float
+    momentum: float  # SGD only
+    weight_decay: float  # SGD: L2 in the gradient; Adam: decoupled (AdamW)
     epochs: int
-    clipping: float  # max gradient norm, applied to each module on its own
+    clipping: float  # max gradient norm, per module or per model (clipping_scope)
     seed: int = 0
+    optimizer: str = "sgd"  # the paper's; or "adam"
+    clipping_scope: str = "module"  # ours; "model" clips each whole model, as the report
     warmup_epochs: int = 0
     schedule: str = "constant"  # or "cosine" (to 0 at the last step, after warm-up)
     flip: bool = True
@@ -80,8 +113,10 @@ class CommonHyperparameters:
         if not 0.0 <= hp.validation_fraction < 1.0:
             raise TrainingError("validation_fraction must lie in [0, 1), not "
                                 f"{hp.validation_fraction}")
-        if hp.schedule not in ("constant", "cosine"):
-            raise TrainingError(f"schedule must be 'constant' or 'cosine', not {hp.schedule!r}")
+        for key, allowed in CHOICES.items():
+            if key in known and getattr(hp, key) not in allowed:
+                raise TrainingError(f"{key} must be one of {', '.join(allowed)}, not "
+                                    f"{getattr(hp, key)!r}")
         return hp
 
 
@@ -91,26 +126,37 @@ class Stage1Hyperparameters(CommonHyperparameters):
 
 
 @dataclass(frozen=True)
-class Stage2Hyperparameters(CommonHyperparameters):
+class TripletHyperparameters(CommonHyperparameters):
+    t: int = 8
+    iterations: int = 100
+    distance: str = "squared"  # the paper's; or "euclidean"
+    mining: str = "hardest"  # the paper's; or "all" (every valid triplet)
+
+    @property
+    def triplets(self) -> TripletSettings:
+        return TripletSettings(self.distance, self.mining)
+
+
+@dataclass(frozen=True)
+class Stage2Hyperparameters(TripletHyperparameters):
     lambda1: float = 2.0
     lambda2: float = 1e-2
     lambda3: float = 1e-2
     alpha: float = 0.2
-    t: int = 8
-    iterations: int = 100
     frozen_convs: int = NUM_CONVS
+    emr_init: str = "uniform"
+    emr_lr: float | None = None  # the new EMR's learning rate; None: lr
 
 
 @dataclass(frozen=True)
-class Stage3Hyperparameters(CommonHyperparameters):
+class Stage3Hyperparameters(TripletHyperparameters):
     lambda4: float = 1e-4
     lambda5: float = 1e-4
     lambda6: float = 1.0
     lambda7: float = 1.0
     beta: float = 0.2
     gamma: float = 0.2
-    t: int = 8
-    iterations: int = 100
+    decoder_init: str = "pytorch"
 
 
 HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3Hyperparameters}
@@ -126,39 +172,42 @@ def triplet_sampler(hp, rows: np.ndarray, labels: np.ndarray) -> TripletBatchSam
 class Stage1:
     """EFE trained whole with cross-entropy."""
 
-    terms = ("total", "efe")
+    margins: dict[str, tuple[str, float]] = {}  # triplet term -> (symbol, margin)
 
     def __init__(self, hp: Stage1Hyperparameters, modules: dict[str, nn.Module]):
         self.modules = modules
         self.efe = modules["efe"]
-        self.clip_groups = {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
-                            "classifier": self.efe.classifier}
+        # what is clipped and reported: model -> its trainable parts
+        self.parts = {"efe": {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
+                              "classifier": self.efe.classifier}}
 
     @staticmethod
     def sampler(hp, rows: np.ndarray, labels: np.ndarray) -> ShuffledBatchSampler:
         return ShuffledBatchSampler(rows, hp.batch_size, hp.seed)
 
+    def param_groups(self, hp) -> list[dict]:
+        return [{"params": trainable(self.modules.values()), "base_lr": hp.lr}]
+
     def train_mode(self):
         self.efe.train()
 
-    def losses(self, images, labels):
-        _, _, logits = self.efe(images)
-        return stage1_loss(logits, labels), logits
+    def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
+        out = self.efe(images)
+        return stage1_loss(out.logits, labels, out.mask), out.logits
 
     def predict(self, images):
-        return self.efe(images)[2]
+        return self.efe(images).logits
 
 
 class Stage2(Stage1):
     """EFE minus its frozen convs, plus EMR, with L_EMR."""
 
-    terms = ("total", "efe", "mask", "h")
-
     def __init__(self, hp: Stage2Hyperparameters, modules: dict[str, nn.Module]):
         super().__init__(hp, modules)
         self.emr = modules["emr"]
-        self.clip_groups["emr"] = self.emr
-        self.weights = EMRWeights(hp.lambda1, hp.lambda2, hp.lambda3, hp.alpha)
+        self.parts["emr"] = {"rnn": self.emr}
+        self.weights = EMRWeights(hp.lambda1, hp.lambda2, hp.lambda3, hp.alpha, hp.triplets)
+        self.margins = {"h": ("alpha", hp.alpha)}
         if not 0 <= hp.frozen_convs <= NUM_CONVS:
             raise TrainingError(f"frozen_convs must lie in 0..{NUM_CONVS}, not {hp.frozen_convs}")
         for conv in conv_layers(self.efe.features)[: hp.frozen_convs]:
@@ -166,73 +215,101 @@ class Stage2(Stage1):
 
     sampler = staticmethod(triplet_sampler)
 
+    def param_groups(self, hp) -> list[dict]:
+        emr_lr = hp.lr if hp.emr_lr is None else hp.emr_lr
+        return [{"params": trainable([self.efe]), "base_lr": hp.lr},
+                {"params": trainable([self.emr]), "lr": emr_lr, "base_lr": emr_lr}]
+
     def train_mode(self):
         self.efe.train()
         self.emr.train()
 
-    def losses(self, images, labels):
-        mask, _, logits = self.efe(images)
-        h, refined = self.emr(mask)
-        return stage2_loss(logits, mask, refined, h, labels, self.weights), logits
+    def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
+        out = self.efe(images)
+        emr = self.emr(out.mask)
+        return stage2_loss(out.logits, out.mask, emr.refined, emr.h, labels,
+                           self.weights), out.logits
 
 
 class Stage3:
     """EPMG alone on the features of the frozen EFE, with L_EPMG."""
-
-    terms = ("total", "embed", "classify", "pattern", "sim")
 
     def __init__(self, hp: Stage3Hyperparameters, modules: dict[str, nn.Module]):
         self.modules = modules
         self.efe, self.emr, self.epmg = modules["efe"], modules["emr"], modules["epmg"]
         self.efe.requires_grad_(False)
         self.emr.requires_grad_(False)
-        self.clip_groups = {"encoder": self.epmg.encoder, "classifier": self.epmg.classifier,
-                            "decoder": self.epmg.decoder}
+        self.parts = {"epmg": {"encoder": self.epmg.encoder,
+                               "classifier": self.epmg.classifier,
+                               "decoder": self.epmg.decoder}}
         self.weights = EPMGWeights(hp.lambda4, hp.lambda5, hp.lambda6, hp.lambda7, hp.beta,
-                                   hp.gamma)
+                                   hp.gamma, hp.triplets)
+        self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
 
     sampler = staticmethod(triplet_sampler)
+    param_groups = Stage1.param_groups
 
     def train_mode(self):
         self.efe.eval()
         self.emr.eval()
         self.epmg.train()
 
-    def losses(self, images, labels):
+    def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
         with torch.no_grad():
-            masked = self.efe(images)[1]
-        embedding, logits, pattern = self.epmg(masked)
-        return stage3_loss(embedding, logits, pattern, images, labels, self.weights), logits
+            features = self.efe(images).features
+        out = self.epmg(features)
+        return stage3_loss(out.embedding, out.logits, out.pattern, images, labels,
+                           self.weights), out.logits
 
     def predict(self, images):
-        return self.epmg(self.efe(images)[1])[1]
+        return self.epmg(self.efe(images).features).logits
 
 
 STAGES = {1: Stage1, 2: Stage2, 3: Stage3}
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- building a stage
 
 
-def learning_rate(hp: CommonHyperparameters, step: int, steps_per_epoch: int) -> float:
-    """Linear warm-up over `warmup_epochs`, then constant or cosine to zero."""
+def trainable(modules) -> list[nn.Parameter]:
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def make_optimizer(hp: CommonHyperparameters, groups: list[dict]) -> torch.optim.Optimizer:
+    if hp.optimizer == "adam":
+        return torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+    return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+
+def lr_factor(hp: CommonHyperparameters, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up over `warmup_epochs`, then constant or cosine to zero; a factor on
+    each parameter group's base learning rate."""
     warmup = hp.warmup_epochs * steps_per_epoch
     if step < warmup:
-        return hp.lr * (step + 1) / warmup
+        return (step + 1) / warmup
     if hp.schedule == "constant":
-        return hp.lr
+        return 1.0
     remaining = max(1, hp.epochs * steps_per_epoch - warmup)
-    return hp.lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / remaining))
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / remaining))
 
 
-def initial_modules(stage: int, num_classes: int, model: dict | None, init: dict | None,
+def mean_grey(images: np.ndarray, rows: np.ndarray, seed: int) -> float:
+    """Mean luminance in (0, 1) of up to MEAN_GREY_SAMPLE training images (seeded)."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.permutation(rows)[:MEAN_GREY_SAMPLE])
+    total = sum(grayscale(image_batch(images, batch, "cpu")).mean().item() * len(batch)
+                for batch in ordered_batches(sample, EVAL_BATCH))
+    return total / max(1, len(sample))
+
+
+def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: dict | None,
                     log: Callable[[str], None]) -> tuple[dict[str, nn.Module], float]:
     """Stage 1 builds EFE (loading VGG-Face weights when given); stages 2 and 3 start from the
     previous stage's checkpoint and add the module they train."""
     if stage == 1:
         model = model or {}
         width = float(model.get("width", 1.0))
-        efe = EFE(num_classes, width)
+        efe = EFE(data.num_classes, width)
         weights = model.get("weights")
         if weights:
             layout = efe.load_backbone(weights)
@@ -246,10 +323,154 @@ def initial_modules(stage: int, num_classes: int, model: dict | None, init: dict
                             f"stage-{init['stage']} one")
     modules = checkpoints.build_modules(init)
     if stage == 2:
-        modules["emr"] = EMR()
+        modules["emr"] = EMR(init=hp.emr_init)
     else:
-        modules["epmg"] = EPMG(num_classes, modules["efe"].channels)
+        modules["epmg"] = EPMG(data.num_classes, modules["efe"].channels)
+        if hp.decoder_init != "pytorch":
+            grey = mean_grey(data.images, data.train_index, hp.seed)
+            modules["epmg"].init_decoder(hp.decoder_init, grey)
+            log(f"decoder init {hp.decoder_init}: output bias at the training images' mean "
+                f"grey {grey:.3f}")
     return modules, init["width"]
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def clip_gradients(parts: dict[str, dict[str, nn.Module]], max_norm: float,
+                   scope: str) -> dict[str, torch.Tensor]:
+    """Clip each module ("module") or each whole model ("model") to `max_norm`; returns the
+    norm of every module's gradient before clipping, as grad_<model>_<module>."""
+    norms = {}
+    for model, modules in parts.items():
+        params = {name: [p for p in m.parameters() if p.grad is not None]
+                  for name, m in modules.items()}
+        module_norms = {name: (nn.utils.get_total_norm([p.grad for p in params[name]])
+                               if params[name] else
+                               torch.zeros((), device=next(m.parameters()).device))
+                        for name, m in modules.items()}
+        if scope == "module":
+            for name, group in params.items():
+                nn.utils.clip_grads_with_norm_(group, max_norm, module_norms[name])
+        else:
+            whole = nn.utils.get_total_norm(list(module_norms.values()))
+            nn.utils.clip_grads_with_norm_([p for g in params.values() for p in g], max_norm,
+                                           whole)
+        norms.update({f"grad_{model}_{name}": n for name, n in module_norms.items()})
+    return norms
+
+
+def term_gradient_norms(loss: StageLoss, params: list[nn.Parameter]) -> dict[str, torch.Tensor]:
+    """Norm of the gradient of each weighted loss term over the trainable parameters, as
+    grad_term_<term>: which term drives the step (one extra backward per term)."""
+    if len(loss.weighted) < 2:
+        return {}
+    norms = {}
+    for name, term in loss.weighted.items():
+        grads = (torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+                 if term.requires_grad else [])
+        present = [g for g in grads if g is not None]
+        norms[f"grad_term_{name}"] = (nn.utils.get_total_norm(present) if present
+                                      else torch.zeros((), device=loss.total.device))
+    return norms
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+class EpochTotals:
+    """An epoch's sums on the device: loss terms and diagnostics weighted by batch size,
+    correct predictions, and the first step at which each term became non-finite."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.once: dict[str, torch.Tensor] = {}  # values measured on one step only
+        self.first_nonfinite: dict[str, torch.Tensor] = {}
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, step: int, loss: StageLoss, measured: dict, logits, labels) -> None:
+        n = len(labels)
+        for name, value in loss.terms.items():
+            value = value.detach()
+            first = self.first_nonfinite.get(name, torch.full((), -1, device=self.device))
+            self.first_nonfinite[name] = torch.where(~torch.isfinite(value) & (first < 0),
+                                                     step, first)
+            self.sums[f"loss_{name}"] = self.sums.get(f"loss_{name}", 0.0) + value * n
+        for name, value in {**loss.diagnostics, **measured}.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().float() * n
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+        self.seen += n
+
+    def means(self) -> dict[str, float]:
+        means = {name: (total / self.seen).item() for name, total in self.sums.items()}
+        means.update({name: value.item() for name, value in self.once.items()})
+        return {**means, "train_accuracy": self.correct.item() / max(1, self.seen)}
+
+    def nonfinite(self) -> tuple[int, str] | None:
+        failed = [(int(step), name) for name, step in self.first_nonfinite.items() if step >= 0]
+        return min(failed) if failed else None
+
+
+@dataclass
+class Loop:
+    """What every epoch of a stage uses."""
+
+    stage: int
+    hp: CommonHyperparameters
+    runner: Stage1 | Stage2 | Stage3
+    optimizer: torch.optim.Optimizer
+    sampler: ShuffledBatchSampler | TripletBatchSampler
+    data: FoldData
+    labels: torch.Tensor  # all labels, on the device
+    validation_rows: np.ndarray  # held-out training rows (empty: none)
+    device: torch.device
+    context: str
+    log: Callable[[str], None]
+
+
+def train_step(loop: Loop, step: int, global_step: int, pixels, batch_rows, flips,
+               totals: EpochTotals) -> None:
+    hp, runner, optimizer = loop.hp, loop.runner, loop.optimizer
+    factor = lr_factor(hp, global_step, len(loop.sampler))
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    flip = torch.rand(len(batch_rows), generator=flips) < 0.5 if hp.flip else None
+    images = to_device(pixels, loop.device, flip)
+    batch_labels = loop.labels[batch_rows]
+    loss, logits = runner.losses(images, batch_labels)
+    optimizer.zero_grad(set_to_none=True)
+    if step == 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        totals.once.update(term_gradient_norms(loss, params))
+    loss.total.backward()
+    norms = clip_gradients(runner.parts, hp.clipping, hp.clipping_scope)
+    optimizer.step()
+    totals.add(step, loss, norms, logits, batch_labels)
+
+
+def train_one_epoch(loop: Loop, epoch: int) -> tuple[EpochTotals, float]:
+    """One pass of the sampler; returns the sums and the last learning rate."""
+    hp = loop.hp
+    torch.manual_seed(hp.seed * 1_000_003 + 7919 * loop.stage + epoch)  # dropout
+    flips = epoch_generator(hp.seed + 1, epoch)
+    loop.sampler.set_epoch(epoch)
+    loop.runner.train_mode()
+    totals = EpochTotals(loop.device)
+    started = last_progress = time.time()
+    steps = len(loop.sampler)
+    batches = prefetched(loop.sampler, loop.data.images, loop.device.type == "cuda")
+    for step, (batch_rows, pixels) in enumerate(batches):
+        train_step(loop, step, epoch * steps + step, pixels, batch_rows, flips, totals)
+        if time.time() - last_progress > PROGRESS_SECONDS:
+            last_progress = time.time()
+            loop.log(f"{loop.context}: epoch {epoch + 1} step {step + 1}/{steps}, "
+                     f"{totals.seen / (last_progress - started):.1f} images/s")
+    return totals, loop.optimizer.param_groups[0]["lr"]
+
+
+# ---------------------------------------------------------------- evaluation
 
 
 def accuracy_on(stage, images: np.ndarray, labels: torch.Tensor, rows: np.ndarray,
@@ -280,6 +501,28 @@ def split_validation(rows: np.ndarray, subjects: np.ndarray,
     return rows[~is_validation], rows[is_validation]
 
 
+def evaluate_epoch(loop: Loop, epoch: int,
+                   selected: dict | None) -> tuple[float, float, dict | None]:
+    """(test accuracy or NaN when not due, validation accuracy or NaN, the epoch chosen on
+    validation so far with its modules)."""
+    hp, runner, data = loop.hp, loop.runner, loop.data
+    due = (epoch + 1) % hp.eval_every == 0 or epoch + 1 == hp.epochs
+    test = (accuracy_on(runner, data.images, loop.labels, data.test_index, loop.device).item()
+            if due else float("nan"))
+    if not len(loop.validation_rows):
+        return test, float("nan"), selected
+    validation = accuracy_on(runner, data.images, loop.labels, loop.validation_rows,
+                             loop.device).item()
+    if selected is None or validation > selected["validation_accuracy"]:
+        selected = {"epoch": epoch + 1, "validation_accuracy": validation,
+                    "modules": {n: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+                                for n, m in runner.modules.items()}}
+    return test, validation, selected
+
+
+# ---------------------------------------------------------------- state and logging
+
+
 def fingerprint(stage: int, hp: CommonHyperparameters, init: dict | None, model: dict | None,
                 fold: str) -> str:
     """What a resumable state must match to be continued rather than discarded."""
@@ -288,16 +531,63 @@ def fingerprint(stage: int, hp: CommonHyperparameters, init: dict | None, model:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def nonfinite_message(context: str, epoch: int, steps: list[int], terms) -> str | None:
-    failed = [(step, term) for step, term in zip(steps, terms) if step >= 0]
-    if not failed:
-        return None
-    step, term = min(failed)
-    return (f"{context}: loss term '{term}' became non-finite at epoch {epoch + 1}, step "
-            f"{step + 1}; no checkpoint was overwritten; lower lr or clipping and rerun")
+def resume(state_file: Path, key: str, loop: Loop) -> tuple[list[dict], int, dict | None]:
+    """(metrics rows, epochs done, selected) from a matching state; a state of other inputs
+    or an unreadable one is discarded with a log line."""
+    if not state_file.exists():
+        return [], 0, None
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a damaged state only costs the epochs
+        loop.log(f"{loop.context}: discarding unreadable {state_file} "
+                 f"({type(error).__name__}); starting from epoch 1")
+        return [], 0, None
+    if state.get("fingerprint") != key:
+        loop.log(f"{loop.context}: discarding {state_file} (other hyperparameters or inputs)")
+        return [], 0, None
+    for name, module in loop.runner.modules.items():
+        module.load_state_dict(state["modules"][name])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.log(f"{loop.context}: resuming after epoch {state['epoch']} from {state_file}")
+    return state["metrics"], state["epoch"], state["selected"]
+
+
+def epoch_line(context: str, hp, row: dict, terms: list[str], validation: bool) -> str:
+    test = row["test_accuracy"]
+    return (f"{context}: epoch {row['epoch']}/{hp.epochs} "
+            + " ".join(f"{t} {row[f'loss_{t}']:.4g}" for t in terms)
+            + f" | train {100 * row['train_accuracy']:.1f}%"
+            + (f" validation {100 * row['validation_accuracy']:.1f}%" if validation else "")
+            + " test " + ("-" if math.isnan(test) else f"{100 * test:.1f}%")
+            + f" | lr {row['lr']:.2e} {row['images_per_second']:.1f} img/s "
+            + f"{row['seconds']:.1f} s")
 
 
 # ---------------------------------------------------------------- the loop
+
+
+def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None,
+               model: dict | None, device: torch.device, log) -> tuple[Loop, float]:
+    """The stage's modules, optimizer, sampler and data; and the model's width."""
+    data = PreparedDataset(prepared).fold(fold)
+    context = f"{Path(prepared).parent.name} {fold} stage {stage}"
+    torch.manual_seed(hp.seed * 1_000_003 + stage)  # the new modules' initial weights
+    modules, width = initial_modules(stage, hp, data, model, init_checkpoint,
+                                     lambda line: log(f"{context}: {line}"))
+    for module in modules.values():
+        module.to(device)
+    runner = STAGES[stage](hp, modules)
+    train_rows, validation_rows = split_validation(data.train_index, data.subjects,
+                                                   hp.validation_fraction)
+    loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)),
+                runner.sampler(hp, train_rows, data.labels), data,
+                torch.from_numpy(data.labels).to(device), validation_rows, device, context, log)
+    parameters = sum(p.numel() for p in trainable(modules.values()))
+    log(f"{loop.context}: {len(train_rows)} training, {len(validation_rows)} validation and "
+        f"{len(data.test_index)} test images, {data.num_classes} classes, "
+        f"{len(loop.sampler)} steps per epoch, {parameters:,} trainable parameters, "
+        f"{hp.optimizer} optimizer, device {device}")
+    return loop, width
 
 
 def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
@@ -307,137 +597,66 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
                 log: Callable[[str], None] = print) -> None:
     hp = HYPERPARAMETERS[stage].from_dict(hp)
     torch.set_num_threads(max(1, threads))
-    device = torch.device(device)
-    context = f"{Path(prepared).parent.name} {fold} stage {stage}"
-
-    data = PreparedDataset(prepared).fold(fold)
     init_checkpoint = checkpoints.load_checkpoint(init) if init else None
-    torch.manual_seed(hp.seed * 1_000_003 + stage)  # the new modules' initial weights
-    modules, width = initial_modules(stage, data.num_classes, model, init_checkpoint, log)
-    for module in modules.values():
-        module.to(device)
-    runner = STAGES[stage](hp, modules)
-    labels = torch.from_numpy(data.labels).to(device)
-    train_rows, validation_rows = split_validation(data.train_index, data.subjects,
-                                                   hp.validation_fraction)
-    sampler = runner.sampler(hp, train_rows, data.labels)
-    steps_per_epoch = len(sampler)
-    trainable = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=hp.lr, momentum=hp.momentum,
-                                weight_decay=hp.weight_decay)
-
-    state_dir = Path(state_dir)
-    state_file = state_dir / "last.pt"
+    loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
+                             torch.device(device), log)
+    state_file = Path(state_dir) / "last.pt"
     key = fingerprint(stage, hp, init_checkpoint, model, fold)
-    rows: list[dict] = []
-    selected: dict | None = None  # the epoch chosen on validation: its modules and accuracy
-    start_epoch = 0
-    state = None
-    if state_file.exists():
-        try:
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - a damaged state only costs the epochs
-            log(f"{context}: discarding unreadable {state_file} ({type(error).__name__}); "
-                "starting from epoch 1")
-    if state is not None:
-        if state.get("fingerprint") == key:
-            for name, module in modules.items():
-                module.load_state_dict(state["modules"][name])
-            optimizer.load_state_dict(state["optimizer"])
-            rows, start_epoch, selected = state["metrics"], state["epoch"], state["selected"]
-            log(f"{context}: resuming after epoch {start_epoch} from {state_file}")
-        else:
-            log(f"{context}: discarding {state_file} (other hyperparameters or inputs)")
-
-    log(f"{context}: {len(train_rows)} training, {len(validation_rows)} validation and "
-        f"{len(data.test_index)} test images, "
-        f"{data.num_classes} classes, {steps_per_epoch} steps per epoch, "
-        f"{sum(p.numel() for p in trainable):,} trainable parameters, device {device}")
+    rows, start_epoch, selected = resume(state_file, key, loop)
     for epoch in range(start_epoch, hp.epochs):
-        started = time.time()
-        last_progress = started
-        torch.manual_seed(hp.seed * 1_000_003 + 7919 * stage + epoch)  # dropout
-        flips = epoch_generator(hp.seed + 1, epoch)
-        sampler.set_epoch(epoch)
-        runner.train_mode()
-        sums = torch.zeros(len(runner.terms), device=device)
-        first_nonfinite = torch.full((len(runner.terms),), -1, dtype=torch.long, device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        seen = 0
-        pin = device.type == "cuda"
-        for step, (batch_rows, pixels) in enumerate(prefetched(sampler, data.images, pin)):
-            global_step = epoch * steps_per_epoch + step
-            lr = learning_rate(hp, global_step, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            flip = torch.rand(len(batch_rows), generator=flips) < 0.5 if hp.flip else None
-            images = to_device(pixels, device, flip)
-            batch_labels = labels[batch_rows]
-            terms, logits = runner.losses(images, batch_labels)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            for group in runner.clip_groups.values():
-                nn.utils.clip_grad_norm_(group.parameters(), hp.clipping)
-            optimizer.step()
-
-            values = torch.stack([terms[t].detach() for t in runner.terms])
-            first_nonfinite = torch.where(~torch.isfinite(values) & (first_nonfinite < 0),
-                                          step, first_nonfinite)
-            sums += values * len(batch_rows)
-            correct += (logits.detach().argmax(1) == batch_labels).sum()
-            seen += len(batch_rows)
-            if time.time() - last_progress > PROGRESS_SECONDS:
-                last_progress = time.time()
-                log(f"{context}: epoch {epoch + 1} step {step + 1}/{steps_per_epoch}, "
-                    f"{seen / (last_progress - started):.1f} images/s")
-
-        problem = nonfinite_message(context, epoch, first_nonfinite.tolist(), runner.terms)
-        if problem:
-            raise TrainingError(problem)
-        evaluate_now = (epoch + 1) % hp.eval_every == 0 or epoch + 1 == hp.epochs
-        test_accuracy = (accuracy_on(runner, data.images, labels, data.test_index, device).item()
-                         if evaluate_now else float("nan"))
-        validation_accuracy = float("nan")
-        if len(validation_rows):
-            validation_accuracy = accuracy_on(runner, data.images, labels, validation_rows,
-                                              device).item()
-            if selected is None or validation_accuracy > selected["validation_accuracy"]:
-                selected = {"epoch": epoch + 1, "validation_accuracy": validation_accuracy,
-                            "modules": {n: {k: v.detach().cpu().clone()
-                                            for k, v in m.state_dict().items()}
-                                        for n, m in modules.items()}}
-        means = (sums / seen).tolist()
-        seconds = time.time() - started
-        row = {"epoch": epoch + 1, "lr": lr,
-               **{f"loss_{t}": v for t, v in zip(runner.terms, means)},
-               "train_accuracy": correct.item() / seen,
-               "validation_accuracy": validation_accuracy, "test_accuracy": test_accuracy,
-               "images_per_second": seen / seconds, "seconds": seconds}
+        row, selected = run_epoch(loop, epoch, selected)
         rows.append(row)
-        log(f"{context}: epoch {epoch + 1}/{hp.epochs} "
-            + " ".join(f"{t} {v:.4g}" for t, v in zip(runner.terms, means))
-            + f" | train {100 * row['train_accuracy']:.1f}%"
-            + (f" validation {100 * validation_accuracy:.1f}%" if len(validation_rows) else "")
-            + " test "
-            + (f"{100 * test_accuracy:.1f}%" if evaluate_now else "-")
-            + f" | lr {lr:.2e} {row['images_per_second']:.1f} img/s {seconds:.1f} s")
-        state_dir.mkdir(parents=True, exist_ok=True)
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
         checkpoints.save_atomic({"fingerprint": key, "epoch": epoch + 1, "metrics": rows,
                                  "selected": selected,
-                                 "modules": {n: m.state_dict() for n, m in modules.items()},
-                                 "optimizer": optimizer.state_dict()}, state_file)
+                                 "modules": {n: m.state_dict()
+                                             for n, m in loop.runner.modules.items()},
+                                 "optimizer": loop.optimizer.state_dict()}, state_file)
+    finish(stage, hp, loop, rows, selected, init_checkpoint, model, width, checkpoint,
+           metrics)
+    shutil.rmtree(state_dir, ignore_errors=True)
 
+
+def run_epoch(loop: Loop, epoch: int, selected: dict | None) -> tuple[dict, dict | None]:
+    """Train, check, evaluate and log one epoch: its metrics row, and the epoch chosen on
+    validation so far."""
+    started = time.time()
+    totals, lr = train_one_epoch(loop, epoch)
+    problem = totals.nonfinite()
+    if problem:
+        step, term = problem
+        raise TrainingError(f"{loop.context}: loss term '{term}' became non-finite at epoch "
+                            f"{epoch + 1}, step {step + 1}; no checkpoint was overwritten; "
+                            "lower lr or clipping and rerun")
+    means = totals.means()
+    test, validation, selected = evaluate_epoch(loop, epoch, selected)
+    seconds = time.time() - started
+    losses = {k: v for k, v in means.items() if k.startswith("loss_")}
+    measured = {k: v for k, v in means.items() if k not in losses and k != "train_accuracy"}
+    row = {"epoch": epoch + 1, "lr": lr, **losses, "train_accuracy": means["train_accuracy"],
+           "validation_accuracy": validation, "test_accuracy": test,
+           "images_per_second": totals.seen / seconds, "seconds": seconds, **measured}
+    terms = [k[len("loss_"):] for k in losses]
+    loop.log(epoch_line(loop.context, loop.hp, row, terms, len(loop.validation_rows) > 0))
+    for warning in diagnostics.collapse_warnings(row, loop.runner.margins):
+        loop.log(f"{loop.context}: WARNING: epoch {epoch + 1}: {warning}")
+    return row, selected
+
+
+def finish(stage: int, hp, loop: Loop, rows: list[dict], selected: dict | None,
+           init_checkpoint: dict | None, model: dict | None, width: float,
+           checkpoint, metrics) -> None:
+    """Write the stage's checkpoint and metrics CSV."""
     if not rows:
-        raise TrainingError(f"{context}: epochs is {hp.epochs}; it must be at least 1")
+        raise TrainingError(f"{loop.context}: epochs is {hp.epochs}; it must be at least 1")
     history = dict(init_checkpoint["hyperparameters"]) if init_checkpoint else {}
     history[f"stage{stage}"] = dataclasses.asdict(hp)
     if model is not None:
         history["model"] = model
-    final = checkpoints.make_checkpoint(stage, modules, data.class_names, width, history,
-                                        run_id=uuid.uuid4().hex)
+    final = checkpoints.make_checkpoint(stage, loop.runner.modules, loop.data.class_names,
+                                        width, history, run_id=uuid.uuid4().hex)
     if selected is not None:  # the next stage starts from the last epoch, as without it
         final["selected_on_validation"] = selected
     atomic_write_csv(metrics, pd.DataFrame(rows))
     checkpoints.save_atomic(final, checkpoint)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    log(f"{context}: wrote {checkpoint} and {metrics}")
+    loop.log(f"{loop.context}: wrote {checkpoint} and {metrics}")

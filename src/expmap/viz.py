@@ -108,56 +108,69 @@ def upsample(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=float) / 255
 
 
-def class_rows(labels: np.ndarray, class_names: list[str], columns: int, per_class: int):
-    """A grid of blank panels, one row per class labelled with its name; yields
-    (class index, that row's axes, the indices of up to `per_class` samples of the class)."""
-    figure, axes = plt.subplots(len(class_names), columns,
-                                figsize=(1.8 * columns, 1.8 * len(class_names)), squeeze=False)
+def class_rows(labels: np.ndarray, class_names: list[str], columns: int, per_class: int,
+               rows_per_class: int = 1):
+    """A grid of blank panels, `rows_per_class` rows per class, the first labelled with its
+    name; yields (class index, that class's rows of axes, the indices of up to `per_class`
+    samples of the class)."""
+    figure, axes = plt.subplots(rows_per_class * len(class_names), columns,
+                                figsize=(1.8 * columns, 1.8 * rows_per_class * len(class_names)),
+                                squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     rows = []
     for c, name in enumerate(class_names):
-        axes[c][0].set_ylabel(name, fontsize=10)
-        rows.append((c, axes[c], np.flatnonzero(labels == c)[:per_class]))
+        own = axes[rows_per_class * c: rows_per_class * (c + 1)]
+        own[0][0].set_ylabel(name, fontsize=10)
+        rows.append((c, own, np.flatnonzero(labels == c)[:per_class]))
     return figure, rows
 
 
-def masks_over_faces(faces: np.ndarray, masks: np.ndarray, labels: np.ndarray,
-                     class_names: list[str], dataset: str, path, per_class: int = 4) -> None:
-    """Fig. 9: for each class, faces of different subjects with the EFE mask laid over."""
-    figure, rows = class_rows(labels, class_names, per_class, per_class)
-    for _, axes, chosen in rows:
-        for ax, sample in zip(axes, chosen):
+def masks_over_faces(faces: np.ndarray, masks_stage1: np.ndarray, masks: np.ndarray,
+                     labels: np.ndarray, class_names: list[str], dataset: str, path,
+                     per_class: int = 3) -> None:
+    """Fig. 9: for each class, faces of different subjects with the EFE mask laid over,
+    after stage 1 and after stage 2 (EFE trained with EMR) side by side."""
+    figure, rows = class_rows(labels, class_names, 2 * per_class, per_class)
+    stages = ((masks_stage1, "stage 1"), (masks, "after EMR"))
+    for c, (axes,), chosen in rows:
+        for k, sample in enumerate(chosen):
             face = faces[sample]
-            ax.imshow(face)
-            ax.imshow(upsample(masks[sample], face.shape[0]), cmap="jet", alpha=0.45, vmin=0,
-                      vmax=1)
-    figure.suptitle(f"{dataset}: EFE masks over test faces (red = high attention)")
+            for j, (stage_masks, title) in enumerate(stages):
+                ax = axes[2 * k + j]
+                ax.imshow(face)
+                ax.imshow(upsample(stage_masks[sample], face.shape[0]), cmap="jet", alpha=0.45,
+                          vmin=0, vmax=1)
+                if c == 0:
+                    ax.set_title(f"subject {k + 1}\n{title}", fontsize=9)
+    figure.suptitle(f"{dataset}: EFE masks over test faces, after stage 1 and after stage 2 "
+                    "(EMR), red = high attention (0..1)")
     save_figure(figure, path)
 
 
-def pattern_maps(patterns: np.ndarray, labels: np.ndarray, class_means: np.ndarray,
+def pattern_maps(faces: np.ndarray, patterns: np.ndarray, labels: np.ndarray,
+                 class_mean_faces: np.ndarray, class_means: np.ndarray,
                  class_names: list[str], dataset: str, path, per_class: int = 5) -> None:
-    """One row per class: maps of different subjects side by side, then the class mean.
-    Identity-invariant maps look alike along a row and differ between rows. One grey scale
-    for the whole figure, stretched to the maps' own range (given in the title), so that
-    small differences show."""
-    patterns = patterns.astype(np.float32)
-    low = float(min(patterns.min(), class_means.min()))
-    high = float(max(patterns.max(), class_means.max()))
-    high = high if high > low else low + 1e-6
-    figure, rows = class_rows(labels, class_names, per_class + 1, per_class)
-    for c, axes, chosen in rows:
-        for k, (ax, sample) in enumerate(zip(axes, chosen)):
-            ax.imshow(patterns[sample], cmap="gray", vmin=low, vmax=high)
+    """Two rows per class: the input faces of different subjects, and below each its
+    pattern map; the last column holds the class-mean grey face and the class-mean map.
+    Identity-invariant maps look alike along a row and differ between classes. Maps on
+    their natural grey scale, black = 0 and white = 1."""
+    figure, rows = class_rows(labels, class_names, per_class + 1, per_class, rows_per_class=2)
+    for c, (face_axes, map_axes), chosen in rows:
+        face_axes[0].set_ylabel(f"{class_names[c]}\ninput", fontsize=10)
+        map_axes[0].set_ylabel("pattern map", fontsize=9)
+        for k, sample in enumerate(chosen):
+            face_axes[k].imshow(faces[sample])
+            map_axes[k].imshow(patterns[sample].astype(np.float32), cmap="gray", vmin=0, vmax=1)
             if c == 0:
-                ax.set_title(f"subject {k + 1}", fontsize=9)
-        axes[-1].imshow(class_means[c], cmap="gray", vmin=low, vmax=high)
-        axes[-1].set_title("mean", fontsize=9)
-    figure.suptitle(f"{dataset}: expression pattern maps of test subjects, per class\n"
-                    f"(grey scale stretched: black = {low:.4f}, white = {high:.4f}; maps lie in "
-                    "[0, 1])")
+                face_axes[k].set_title(f"subject {k + 1}", fontsize=9)
+        face_axes[-1].imshow(class_mean_faces[c], cmap="gray", vmin=0, vmax=1)
+        map_axes[-1].imshow(class_means[c], cmap="gray", vmin=0, vmax=1)
+        if c == 0:
+            face_axes[-1].set_title("class mean", fontsize=9)
+    figure.suptitle(f"{dataset}: test faces and their expression pattern maps, per class\n"
+                    "(grey scale 0..1; last column: class-mean grey face and class-mean map)")
     save_figure(figure, path)
 
 
@@ -177,10 +190,11 @@ def dataset_figures(dataset: str, metrics: dict[int, list[str | os.PathLike]],
     # masks and pattern maps of the first fold's test subjects (every fold's are alike)
     with np.load(maps[0]) as samples:
         rows, labels = samples["rows"], samples["labels"]
-        masks_over_faces(images[rows], samples["masks"],
-                         labels, class_names, dataset, out["masks"])
-        pattern_maps(samples["patterns"], labels, samples["class_mean_patterns"], class_names,
-                     dataset, out["patterns"])
+        faces = images[rows]
+        masks_over_faces(faces, samples["masks_stage1"], samples["masks"], labels, class_names,
+                         dataset, out["masks"])
+        pattern_maps(faces, samples["patterns"], labels, samples["class_mean_faces"],
+                     samples["class_mean_patterns"], class_names, dataset, out["patterns"])
 
 
 FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -20,9 +22,15 @@ from expmap.model.vggface import (
 )
 
 
+class EFEOutput(NamedTuple):
+    mask: torch.Tensor  # M [B, 1, 7, 7], in (0, 1)
+    features: torch.Tensor  # G_ms = M * G_ori [B, C, 7, 7], what EPMG encodes
+    logits: torch.Tensor  # [B, K]
+
+
 class EFE(nn.Module):
-    """Image batch [B,3,224,224] (RGB, 0..255) -> (mask [B,1,7,7], masked features
-    [B,C,7,7], logits [B,K]), C = 512 x width.
+    """Image batch [B,3,224,224] (RGB, 0..255) -> EFEOutput(mask, features, logits),
+    C = 512 x width.
 
     The input normalisation is a pair of buffers, so it travels with the weights in every
     checkpoint: VGG-Face's or ImageNet's when those weights are loaded, unit scale otherwise.
@@ -49,8 +57,8 @@ class EFE(nn.Module):
         self._init_from_scratch()
 
     def _init_from_scratch(self) -> None:
-        # He (fan-in) init of fc6/fc7 and a small last fc and mask conv: DESIGN.md measured
-        # that the narrow VGG collapses to a constant output without it.
+        # He (fan-in) init of fc6/fc7 and a small last fc and mask conv: without it the
+        # narrow VGG collapses to a constant output (docs/from-scratch.md).
         for m in self.features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -75,10 +83,9 @@ class EFE(nn.Module):
         self.load_state_dict(own)
         return layout
 
-    def forward(self, images: torch.Tensor):
+    def forward(self, images: torch.Tensor) -> EFEOutput:
         x = (images - self.input_mean) / self.input_std
         grid = self.features(x)
         mask = self.mask_net(grid)
         masked = mask * grid
-        logits = self.classifier(masked.flatten(1))
-        return mask, masked, logits
+        return EFEOutput(mask, masked, self.classifier(masked.flatten(1)))

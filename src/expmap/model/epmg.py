@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -9,6 +12,20 @@ EMBEDDING = 128
 # Seven 4x4 transposed convs from 1x1 to 224x224 (SPEC §1): stride 1 twice, then 2.
 DECODER_CHANNELS = (128, 64, 32, 16, 8, 4, 2, 1)
 DECODER_STRIDES = (1, 1, 2, 2, 2, 2, 2)
+# How the decoder starts (stage 3's `decoder_init`):
+#   pytorch    PyTorch's default init of every layer (what the report's code ran)
+#   mean_grey  the last bias at logit(mean training grey), so the first steps shape the face
+#              instead of its overall brightness, and every hidden bias at +0.1, so no ReLU
+#              channel starts dead: with PyTorch's biases the 2-channel 112x112 layer died
+#              within 50 steps and the maps stayed flat (docs/SPEC.md, "Deviations")
+DECODER_INITS = ("pytorch", "mean_grey")
+HIDDEN_BIAS = 0.1
+
+
+class EPMGOutput(NamedTuple):
+    embedding: torch.Tensor  # e [B, 128], in (0, 1)
+    logits: torch.Tensor  # c_e [B, K], the reported prediction
+    pattern: torch.Tensor  # P [B, 1, 224, 224], in (0, 1)
 
 
 def pattern_decoder() -> nn.Sequential:
@@ -22,7 +39,7 @@ def pattern_decoder() -> nn.Sequential:
 
 
 class EPMG(nn.Module):
-    """Masked features [B,C,7,7] -> (e [B,128], logits [B,K], pattern map [B,1,224,224])."""
+    """Masked features [B,C,7,7] -> EPMGOutput(embedding, logits, pattern)."""
 
     def __init__(self, num_classes: int, in_channels: int = 512):
         super().__init__()
@@ -35,7 +52,20 @@ class EPMG(nn.Module):
         )
         self.decoder = pattern_decoder()
 
-    def forward(self, masked: torch.Tensor):
-        code = self.encoder(masked)  # [B, 128, 1, 1]
+    def init_decoder(self, init: str, mean_grey: float) -> None:
+        """Apply one of DECODER_INITS; mean_grey is the training images' mean in (0, 1)."""
+        if init not in DECODER_INITS:
+            raise ValueError(f"decoder init must be one of {DECODER_INITS}, not {init!r}")
+        if init == "pytorch":
+            return
+        convs = [m for m in self.decoder if isinstance(m, nn.ConvTranspose2d)]
+        grey = min(max(mean_grey, 1e-3), 1 - 1e-3)
+        with torch.no_grad():
+            for conv in convs[:-1]:
+                conv.bias.fill_(HIDDEN_BIAS)
+            convs[-1].bias.fill_(math.log(grey / (1 - grey)))
+
+    def forward(self, features: torch.Tensor) -> EPMGOutput:
+        code = self.encoder(features)  # [B, 128, 1, 1]
         embedding = code.flatten(1)
-        return embedding, self.classifier(embedding), self.decoder(code)
+        return EPMGOutput(embedding, self.classifier(embedding), self.decoder(code))
