@@ -363,8 +363,6 @@ def clip_gradients(parts: dict[str, dict[str, nn.Module]], max_norm: float,
 def term_gradient_norms(loss: StageLoss, params: list[nn.Parameter]) -> dict[str, torch.Tensor]:
     """Norm of the gradient of each weighted loss term over the trainable parameters, as
     grad_term_<term>: which term drives the step (one extra backward per term)."""
-    if len(loss.weighted) < 2:
-        return {}
     norms = {}
     for name, term in loss.weighted.items():
         grads = (torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
