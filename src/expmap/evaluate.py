@@ -12,12 +12,7 @@ import torch
 from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import image_batch, ordered_batches
 from expmap.data.store import PreparedDataset, atomic_write_csv, atomic_write_json, replacing
-from expmap.interpret import (
-    as_float16,
-    mask_region_share,
-    pattern_map_fidelity,
-    pattern_map_invariance,
-)
+from expmap.interpret import as_float16, mask_region_share, pattern_map_fidelity
 from expmap.losses import grayscale
 
 EVAL_BATCH = 64
@@ -94,8 +89,7 @@ def interpretability(outputs: dict[str, dict], labels: np.ndarray, num_classes: 
     1 and after stage 2 where the true regions are known."""
     epmg, y = outputs["epmg"], torch.from_numpy(labels)
     truth = torch.from_numpy(np.asarray(regions)) if regions is not None else None
-    result = {**pattern_map_invariance(epmg["patterns"], y, num_classes),
-              **pattern_map_fidelity(epmg["patterns"], epmg["grey"], y, num_classes, truth)}
+    result = pattern_map_fidelity(epmg["patterns"], epmg["grey"], y, num_classes, truth)
     if truth is not None:
         result.update(mask_region_share(epmg["masks"], truth))
         stage1 = mask_region_share(outputs["efe_stage1"]["masks"], truth)
@@ -117,14 +111,14 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
     table = dataset.manifest.set_index("index").loc[rows, ["image_id", "subject", "label",
                                                           "label_name"]].reset_index()
     result = {"fold": fold, "n_test": int(len(rows)), "class_names": data.class_names, "heads": {}}
+    loaded = {stage: load_checkpoint(path) for stage, path in checkpoints.items()}
     outputs = {}
     for head, stage in HEADS.items():
-        outputs[head] = head_outputs(load_checkpoint(checkpoints[stage]), head, data.images,
-                                     rows, device)
+        outputs[head] = head_outputs(loaded[stage], head, data.images, rows, device)
         predicted = outputs[head]["probabilities"].argmax(1).numpy()
         table[f"pred_{head}"] = predicted
         result["heads"][head] = accuracy_summary(labels, predicted, data.class_names)
-    final = load_checkpoint(checkpoints["stage3"])
+    final = loaded[HEADS["epmg"]]
     if "selected_on_validation" in final:  # the stage-3 epoch chosen on held-out subjects
         chosen = final["selected_on_validation"]
         predicted = head_outputs(final, "epmg", data.images, rows, device,

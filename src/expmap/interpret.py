@@ -110,7 +110,8 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 def pattern_map_fidelity(maps: torch.Tensor, faces: torch.Tensor, labels: torch.Tensor,
                          num_classes: int, regions: torch.Tensor | None = None) -> dict:
-    """How much of a face the pattern maps show, against the grey input faces [N,1,H,W]:
+    """How much of a face the pattern maps show, against the grey input faces [N,1,H,W]
+    (with the maps' pattern_map_invariance):
       map_span, face_span   1st-99th percentile span of all maps, and of the class-mean faces
       span_ratio            map_span / face_span: a flat grey map scores ~0
       face_correlation      median over classes of the correlation between the class-mean
@@ -124,13 +125,14 @@ def pattern_map_fidelity(maps: torch.Tensor, faces: torch.Tensor, labels: torch.
     present = torch.unique(labels)
     map_means = class_means(maps, labels, num_classes)[present]
     face_means = class_means(faces, labels, num_classes)[present]
-    face_span = percentile_span(face_means)
+    map_span, face_span = percentile_span(maps), percentile_span(face_means)
     correlations = [c for c in (_correlation(m, f) for m, f in zip(map_means, face_means))
                     if c is not None]
-    result = {"map_span": percentile_span(maps), "face_span": face_span,
-              "span_ratio": percentile_span(maps) / face_span if face_span > 0 else None,
+    invariance = pattern_map_invariance(maps, labels, num_classes)
+    result = {**invariance, "map_span": map_span, "face_span": face_span,
+              "span_ratio": map_span / face_span if face_span > 0 else None,
               "face_correlation": float(np.median(correlations)) if correlations else None}
-    maps_ratio = pattern_map_invariance(maps, labels, num_classes)["within_between_ratio"]
+    maps_ratio = invariance["within_between_ratio"]
     faces_ratio = pattern_map_invariance(faces, labels, num_classes)["within_between_ratio"]
     result["invariance_gain"] = (faces_ratio / maps_ratio if maps_ratio and faces_ratio
                                  else None)
