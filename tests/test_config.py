@@ -51,6 +51,23 @@ def test_stage_keys_are_the_training_library_s():
         assert keys == sorted(f.name for f in dataclasses.fields(HYPERPARAMETERS[stage]))
 
 
+def test_schema_minimums_of_the_synthetic_options_are_the_adapter_s():
+    from expmap.data.adapters.synthetic import MINIMUM
+
+    defs = SCHEMA["$defs"]
+    properties = defs["options_synthetic"]["properties"]
+    resolved = {key: defs[spec["$ref"].rsplit("/", 1)[1]] if "$ref" in spec else spec
+                for key, spec in properties.items()}
+    assert {key: spec.get("minimum", 0) for key, spec in resolved.items()} == MINIMUM
+
+
+def test_schema_adapters_are_the_registry_s():
+    from expmap.data.adapters import ADAPTER_MODULES
+
+    assert sorted(SCHEMA["$defs"]["dataset"]["properties"]["adapter"]["enum"]) == \
+        sorted(ADAPTER_MODULES)
+
+
 def test_schema_choices_are_the_training_library_s():
     from expmap.train import CHOICES
 

@@ -56,64 +56,85 @@ def unwritable_results(folder: str | os.PathLike = "results") -> str | None:
     return f"{what} {existing.absolute()}: {fix}"
 
 
-@contextmanager
-def job_log(path: str | os.PathLike) -> Iterator[Callable[[str], None]]:
-    sys.stdout.flush()
-    sys.stderr.flush()
+def _open_log(path: str | os.PathLike):
+    """The job's log file; a disk that refuses it ends the job with one line."""
     try:
-        log_file = open(path, "w", buffering=1)  # noqa: SIM115 - closed below
+        return open(path, "w", buffering=1)  # noqa: SIM115 - job_log closes it
     except OSError as error:
         line = disk_error_line(error)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a full disk: what was lost is said on the console
+            pass
+
+
+@contextmanager
+def _into(log_file) -> Iterator[int]:
+    """File descriptors 1 and 2 into the log file; yields a copy of the console's stderr."""
     saved_stdout, saved_stderr = os.dup(1), os.dup(2)
     try:
         os.dup2(log_file.fileno(), 1)
         os.dup2(log_file.fileno(), 2)
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
-                            format="%(asctime)s %(name)s: %(message)s")
+        yield saved_stderr
+    finally:
+        _flush_quietly()
+        for fd, saved in ((1, saved_stdout), (2, saved_stderr)):
+            os.dup2(saved, fd)
+            os.close(saved)
 
-        def log(message: str) -> None:
-            try:
-                print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-            except OSError as error:  # the log's own disk is full: say which file
-                raise OSError(error.errno, error.strerror, os.fspath(path)) from None
 
-        def one_line(message: str) -> None:
-            line = f"error: {message}\n"
-            try:
-                sys.stdout.write(line)  # the log may be on the disk that failed
-                sys.stdout.flush()
-            except OSError:
-                pass
-            os.write(saved_stderr, line.encode())
+def _one_line_for(error: BaseException) -> str | None:
+    """The one line for an error the user fixes, else None (a bug: keep the traceback)."""
+    if isinstance(error, UserError):
+        return str(error)
+    return disk_error_line(error)
 
+
+def _logger(path: str | os.PathLike) -> Callable[[str], None]:
+    def log(message: str) -> None:
         try:
-            yield log
-        except UserError as error:
-            one_line(str(error))
-            raise SystemExit(1) from None
-        except OSError as error:
-            line = disk_error_line(error)
-            if line is None:
-                traceback.print_exc()  # into the log; Python prints it again on the console
-                raise
-            one_line(line)
-            raise SystemExit(1) from None
-        except Exception:
-            traceback.print_exc()
-            raise
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except OSError:
-                    pass
-            for fd, saved in ((1, saved_stdout), (2, saved_stderr)):
-                os.dup2(saved, fd)
-                os.close(saved)
+            print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+        except OSError as error:  # the log's own disk is full: say which file
+            raise OSError(error.errno, error.strerror, os.fspath(path)) from None
+    return log
+
+
+def _say(line: str, console: int) -> None:
+    """The error line in the log (its disk may be the one that failed) and on the console."""
+    try:
+        sys.stdout.write(f"error: {line}\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
+    os.write(console, f"error: {line}\n".encode())
+
+
+@contextmanager
+def job_log(path: str | os.PathLike) -> Iterator[Callable[[str], None]]:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_file = _open_log(path)
+    try:
+        with _into(log_file) as console:
+            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                                format="%(asctime)s %(name)s: %(message)s")
+            try:
+                yield _logger(path)
+            except Exception as error:
+                line = _one_line_for(error)
+                if line is None:
+                    traceback.print_exc()  # into the log; Python prints it again on the console
+                    raise
+                _say(line, console)
+                raise SystemExit(1) from None
     finally:
         try:
             log_file.close()

@@ -360,40 +360,8 @@ def render(identity: Identity, pose: Pose, smirk_side: int, regions: tuple[str, 
     dx, dy, droll, dscale = jitter
     centre = (identity.centre[0] + dx, identity.centre[1] + dy)
     canvas = Canvas(centre, identity.scale * dscale, identity.roll + droll, identity.background)
-    aspect, skin = identity.aspect, identity.skin
-
-    canvas.paint(*ellipse(0, -0.22, 1.14, aspect * 0.92), identity.hair)
-    canvas.paint(*ellipse(0, aspect + 0.95, 1.7, 0.75), identity.clothes)
-    canvas.paint(*intersect(ellipse(0, aspect, 0.48, 1.2), ellipse(0, aspect + 0.3, 3, 1.0)),
-                 skin * 0.8)
-    for side in (-1, 1):
-        canvas.paint(*ellipse(side * 0.98, 0.0, 0.13, 0.24), skin * 0.88)
-    face = face_shape(identity)
-    hairline = identity.hairline * aspect
-    # Skin below the hairline; above it the hair ellipse shows through as the fringe.
-    canvas.paint(*intersect(face, (lambda x, y: hairline + 0.1 * np.cos(3 * x) - y, face[1])),
-                 skin)
-
-    # Nose: tip shade, nostrils (flared when wrinkled), wrinkles across the bridge.
-    wrinkle = pose.nose_wrinkle
-    canvas.paint(*ellipse(0, identity.nose_y - 0.06, 0.12, 0.1), skin * 0.9)
-    for side in (-1, 1):
-        canvas.paint(*ellipse(side * (0.085 + 0.03 * wrinkle), identity.nose_y - 0.03 * wrinkle,
-                              0.045 + 0.03 * wrinkle, 0.025 + 0.015 * wrinkle), skin * 0.35)
-    canvas.paint(*ellipse(0, identity.nose_y - 0.3, 0.13, 0.14), skin * 0.75, 0.5 * wrinkle)
-    for k in range(3):
-        y = identity.nose_y - 0.42 + 0.1 * k
-        canvas.paint(*stroke((-0.13, y), (0.13, y), 0.03, 0.026), skin * 0.45, wrinkle)
-
-    # Cheeks: raised, rosy, with nasolabial folds.
-    cheek = pose.cheek_raise
-    for side in (-1, 1):
-        canvas.paint(*ellipse(side * 0.47, identity.nose_y - 0.02, 0.2, 0.13),
-                     skin * np.array([1.08, 0.8, 0.8]), 0.7 * cheek)
-        canvas.paint(*stroke((side * 0.17, identity.nose_y + 0.03),
-                             (side * 0.5, identity.mouth_y - 0.04), 0.04, 0.026),
-                     skin * 0.6, cheek)
-
+    face = paint_head(canvas, identity)
+    paint_nose_and_cheeks(canvas, identity, pose)
     eyes = list(eye_shapes(identity, pose))
     for white, lid, (cx, cy) in eyes:
         canvas.paint(*white, (245, 245, 240))
@@ -403,27 +371,8 @@ def render(identity: Identity, pose: Pose, smirk_side: int, regions: tuple[str, 
     brows = list(brow_strokes(identity, pose))
     for brow in brows:
         canvas.paint(*brow, identity.brows)
-
-    mouth = Mouth(identity, pose, smirk_side)
-    canvas.paint(*mouth.lips(), identity.lips)
-    canvas.paint(*mouth.line(), identity.lips * 0.45)
-    if mouth.open_top + mouth.open_bottom > 0.004:
-        canvas.paint(*mouth.opening(), (45, 15, 20))
-        canvas.paint(*mouth.upper_teeth(), (240, 238, 225), pose.teeth_upper)
-        canvas.paint(*mouth.lower_teeth(), (240, 238, 225), pose.teeth_lower)
-    corner_x, corner_y = mouth.corner()
-    canvas.paint(*ellipse(corner_x + smirk_side * 0.05, corner_y - 0.01, 0.045, 0.1),
-                 skin * 0.45, min(1.0, pose.smirk / 0.1))
-
-    # Light falls off across the face; the camera adds a little noise.
-    ambient, gx, gy = identity.light
-    light = ambient * (1 + gx * (PIXEL_CENTRES[None, :] / 112 - 1)
-                       + gy * (PIXEL_CENTRES[:, None] / 112 - 1))
-    image = canvas.rgb
-    image *= light[..., None]
-    image += noise[..., None] + 0.5  # + 0.5: the cast below truncates, this rounds
-    image = np.clip(image, 0, 255, out=image).astype(np.uint8)
-
+    mouth = paint_mouth(canvas, identity, pose, smirk_side)
+    image = lit(canvas, identity, noise)
     region_shapes = {
         "brows": [dilate(brow, 0.07) for brow in brows],
         "eyes": [ellipse(cx, cy, identity.eye_w + 0.07,
@@ -442,6 +391,70 @@ def render(identity: Identity, pose: Pose, smirk_side: int, regions: tuple[str, 
     face_mask = np.zeros_like(mask)
     face_mask[window] = inside_face > 0.5
     return image, (mask & face_mask).astype(np.uint8), face_mask.astype(np.uint8)
+
+
+def paint_head(canvas: Canvas, identity: Identity):
+    """Hair, clothes, neck, ears and the face's skin; returns the face's shape."""
+    aspect, skin = identity.aspect, identity.skin
+    canvas.paint(*ellipse(0, -0.22, 1.14, aspect * 0.92), identity.hair)
+    canvas.paint(*ellipse(0, aspect + 0.95, 1.7, 0.75), identity.clothes)
+    canvas.paint(*intersect(ellipse(0, aspect, 0.48, 1.2), ellipse(0, aspect + 0.3, 3, 1.0)),
+                 skin * 0.8)
+    for side in (-1, 1):
+        canvas.paint(*ellipse(side * 0.98, 0.0, 0.13, 0.24), skin * 0.88)
+    face = face_shape(identity)
+    hairline = identity.hairline * aspect
+    # Skin below the hairline; above it the hair ellipse shows through as the fringe.
+    canvas.paint(*intersect(face, (lambda x, y: hairline + 0.1 * np.cos(3 * x) - y, face[1])),
+                 skin)
+    return face
+
+
+def paint_nose_and_cheeks(canvas: Canvas, identity: Identity, pose: Pose) -> None:
+    skin = identity.skin
+    # Nose: tip shade, nostrils (flared when wrinkled), wrinkles across the bridge.
+    wrinkle = pose.nose_wrinkle
+    canvas.paint(*ellipse(0, identity.nose_y - 0.06, 0.12, 0.1), skin * 0.9)
+    for side in (-1, 1):
+        canvas.paint(*ellipse(side * (0.085 + 0.03 * wrinkle), identity.nose_y - 0.03 * wrinkle,
+                              0.045 + 0.03 * wrinkle, 0.025 + 0.015 * wrinkle), skin * 0.35)
+    canvas.paint(*ellipse(0, identity.nose_y - 0.3, 0.13, 0.14), skin * 0.75, 0.5 * wrinkle)
+    for k in range(3):
+        y = identity.nose_y - 0.42 + 0.1 * k
+        canvas.paint(*stroke((-0.13, y), (0.13, y), 0.03, 0.026), skin * 0.45, wrinkle)
+    # Cheeks: raised, rosy, with nasolabial folds.
+    cheek = pose.cheek_raise
+    for side in (-1, 1):
+        canvas.paint(*ellipse(side * 0.47, identity.nose_y - 0.02, 0.2, 0.13),
+                     skin * np.array([1.08, 0.8, 0.8]), 0.7 * cheek)
+        canvas.paint(*stroke((side * 0.17, identity.nose_y + 0.03),
+                             (side * 0.5, identity.mouth_y - 0.04), 0.04, 0.026),
+                     skin * 0.6, cheek)
+
+
+def paint_mouth(canvas: Canvas, identity: Identity, pose: Pose, smirk_side: int) -> Mouth:
+    mouth = Mouth(identity, pose, smirk_side)
+    canvas.paint(*mouth.lips(), identity.lips)
+    canvas.paint(*mouth.line(), identity.lips * 0.45)
+    if mouth.open_top + mouth.open_bottom > 0.004:
+        canvas.paint(*mouth.opening(), (45, 15, 20))
+        canvas.paint(*mouth.upper_teeth(), (240, 238, 225), pose.teeth_upper)
+        canvas.paint(*mouth.lower_teeth(), (240, 238, 225), pose.teeth_lower)
+    corner_x, corner_y = mouth.corner()
+    canvas.paint(*ellipse(corner_x + smirk_side * 0.05, corner_y - 0.01, 0.045, 0.1),
+                 identity.skin * 0.45, min(1.0, pose.smirk / 0.1))
+    return mouth
+
+
+def lit(canvas: Canvas, identity: Identity, noise: np.ndarray) -> np.ndarray:
+    """The canvas as uint8 RGB: light falls off across the face; the camera adds noise."""
+    ambient, gx, gy = identity.light
+    light = ambient * (1 + gx * (PIXEL_CENTRES[None, :] / 112 - 1)
+                       + gy * (PIXEL_CENTRES[:, None] / 112 - 1))
+    image = canvas.rgb
+    image *= light[..., None]
+    image += noise[..., None] + 0.5  # + 0.5: the cast below truncates, this rounds
+    return np.clip(image, 0, 255, out=image).astype(np.uint8)
 
 
 def intensity_ramp(sequence_length: int) -> np.ndarray:

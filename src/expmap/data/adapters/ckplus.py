@@ -80,20 +80,10 @@ def make_face(root: Path):
     return face
 
 
-def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
-    root = locate(root)
-    frames_per_sequence = int(option(options, "frames", 3))
-    keep_contempt = bool(option(options, "contempt", True))
-    neutral = bool(option(options, "neutral_first_frame", False))
-    n_folds = int(option(options, "folds", 10))
-
-    codes = [code for code in range(1, 8) if keep_contempt or code != CONTEMPT]
-    if neutral:
-        codes = [0, *codes]
-    label_of = {code: label for label, code in enumerate(codes)}
-    classes = [CODE_NAMES[code] for code in codes]
-
-    labelled: list[tuple[str, str, int]] = []  # (subject, sequence, code)
+def labelled_sequences(root: Path) -> tuple[list[tuple[str, str, int]], list[Skipped]]:
+    """(subject, sequence, emotion code) of every sequence with a readable emotion file, and
+    the emotion files that could not be used."""
+    labelled: list[tuple[str, str, int]] = []
     skipped: list[Skipped] = []
     for subject_folder in subfolders(root / EMOTION):
         for sequence_folder in subfolders(subject_folder):
@@ -111,7 +101,23 @@ def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
                 skipped.append(Skipped(source, f"unreadable: emotion code {code} not in 1..7"))
                 continue
             labelled.append((subject_folder.name, sequence, code))
+    return labelled, skipped
 
+
+def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
+    root = locate(root)
+    frames_per_sequence = int(option(options, "frames", 3))
+    keep_contempt = bool(option(options, "contempt", True))
+    neutral = bool(option(options, "neutral_first_frame", False))
+    n_folds = int(option(options, "folds", 10))
+
+    codes = [code for code in range(1, 8) if keep_contempt or code != CONTEMPT]
+    if neutral:
+        codes = [0, *codes]
+    label_of = {code: label for label, code in enumerate(codes)}
+    classes = [CODE_NAMES[code] for code in codes]
+
+    labelled, skipped = labelled_sequences(root)
     folds = interleaved_subject_folds((subject for subject, _, _ in labelled), n_folds)
     items: list[Item] = []
     excluded_contempt = 0

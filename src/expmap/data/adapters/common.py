@@ -154,40 +154,7 @@ def prepare_store(*, title: str, root: Path, out: Path, items: list[Item], class
     if not items:
         raise LayoutError(f"{title}: no labelled images found under {root}")
     out = Path(out)
-    writer = StoreWriter(out, len(items), fingerprint(items, options))
-    todo = [row for row in range(len(items)) if row not in writer.done]
-    if writer.done:
-        log(f"{title}: resuming, {len(writer.done):,} of {len(items):,} images already done")
-
-    def face_of(row: int) -> tuple[np.ndarray | None, str]:
-        try:
-            return make_face(items[row])
-        except SkippedImage as error:
-            return None, str(error)
-        except Exception as error:  # a bad landmark or box file, say: listed, never fatal
-            return None, f"unreadable: {error!r}"
-
-    started = last_record = last_log = time.monotonic()
-    finished: dict[int, tuple[str, str]] = {}
-    for count, (row, (face, detail)) in enumerate(
-            zip(todo, bounded_map(face_of, todo, threads), strict=True), start=1):
-        if face is None:
-            finished[row] = ("skip", detail)
-        else:
-            writer[row] = face
-            finished[row] = ("ok", detail)
-        now = time.monotonic()
-        if len(finished) >= RECORD_EVERY_ROWS or now - last_record > RECORD_EVERY_SECONDS:
-            writer.record(finished)
-            finished, last_record = {}, now
-        if now - last_log > LOG_EVERY_SECONDS:
-            log(f"{title}: {count:,}/{len(todo):,} images, {count / (now - started):.0f}/s")
-            last_log = now
-    writer.record(finished)
-    seconds = time.monotonic() - started
-    done = dict(writer.done)
-    writer.close()
-
+    done, written, seconds = write_faces(title, out, items, make_face, options, threads, log)
     kept = [row for row in range(len(items)) if done[row][0] == "ok"]
     manifest = pd.DataFrame({
         "image_id": [items[r].image_id for r in kept],
@@ -213,8 +180,8 @@ def prepare_store(*, title: str, root: Path, out: Path, items: list[Item], class
         "options": options,
         "threads": threads,
         "seconds": round(seconds, 2),
-        "images_per_second": round(len(todo) / seconds, 1) if todo and seconds > 0 else None,
-        "resumed_rows": len(items) - len(todo),
+        "images_per_second": round(written / seconds, 1) if written and seconds > 0 else None,
+        "resumed_rows": len(items) - written,
         **(notes or {}),
     })
     write_prepared(out, manifest, classes, report)
@@ -223,6 +190,43 @@ def prepare_store(*, title: str, root: Path, out: Path, items: list[Item], class
     for warning in report["warnings"]:
         log(f"{title}: warning: {warning}")
     return report
+
+
+def write_faces(title: str, out: Path, items: list[Item], make_face, options: dict,
+                threads: int, log) -> tuple[dict[int, tuple[str, str]], int, float]:
+    """Cut out every face not yet in the store at `out` (a resumed store keeps its rows);
+    returns each row's ("ok" | "skip", detail), the rows done now and the seconds taken."""
+    writer = StoreWriter(out, len(items), fingerprint(items, options))
+    todo = [row for row in range(len(items)) if row not in writer.done]
+    if writer.done:
+        log(f"{title}: resuming, {len(writer.done):,} of {len(items):,} images already done")
+
+    def face_of(row: int) -> tuple[np.ndarray | None, str]:
+        try:
+            return make_face(items[row])
+        except SkippedImage as error:
+            return None, str(error)
+        except Exception as error:  # a bad landmark or box file, say: listed, never fatal
+            return None, f"unreadable: {error!r}"
+
+    started = last_record = last_log = time.monotonic()
+    finished: dict[int, tuple[str, str]] = {}
+    for count, (row, (face, detail)) in enumerate(
+            zip(todo, bounded_map(face_of, todo, threads), strict=True), start=1):
+        if face is not None:
+            writer[row] = face
+        finished[row] = ("skip", detail) if face is None else ("ok", detail)
+        now = time.monotonic()
+        if len(finished) >= RECORD_EVERY_ROWS or now - last_record > RECORD_EVERY_SECONDS:
+            writer.record(finished)
+            finished, last_record = {}, now
+        if now - last_log > LOG_EVERY_SECONDS:
+            log(f"{title}: {count:,}/{len(todo):,} images, {count / (now - started):.0f}/s")
+            last_log = now
+    writer.record(finished)
+    done = dict(writer.done)
+    writer.close()
+    return done, len(todo), time.monotonic() - started
 
 
 def build_report(title: str, root: Path, manifest: pd.DataFrame, classes: list[str],

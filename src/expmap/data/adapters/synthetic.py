@@ -15,6 +15,7 @@ import pandas as pd
 
 from expmap.data import synthetic
 from expmap.data.adapters import LayoutError
+from expmap.data.folds import fold_name, interleaved_subject_folds
 from expmap.data.store import IMAGE_SIZE, StoreWriter, open_array, write_prepared
 
 NAME = "synthetic"
@@ -23,6 +24,9 @@ SOURCE = "expmap itself (src/expmap/data/synthetic.py)"
 needs_root = False
 
 DEFAULTS = {"seed": 0, "subjects": 40, "frames": 3, "sequence_length": 8, "folds": 5}
+# The schema's minimums (options_synthetic; a test keeps them equal), for a caller that
+# bypasses the config.
+MINIMUM = {"seed": 0, "subjects": 2, "frames": 1, "sequence_length": 2, "folds": 2}
 
 
 def locate(root: Path | None) -> Path | None:
@@ -40,8 +44,7 @@ def checked_options(options: dict | None) -> dict:
     for key, value in merged.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise LayoutError(f"synthetic options: {key} must be an integer, got {value!r}")
-    minimum = {"seed": 0, "subjects": 1, "frames": 1, "sequence_length": 2, "folds": 2}
-    for key, least in minimum.items():
+    for key, least in MINIMUM.items():
         if merged[key] < least:
             raise LayoutError(f"synthetic options: {key} must be at least {least}, "
                              f"got {merged[key]}")
@@ -66,7 +69,38 @@ def prepare(options: dict | None, root: Path | None, out: Path, threads: int, lo
         f"{n_classes} expressions x last {options['frames']} of {options['sequence_length']} "
         f"frames), seed {options['seed']}")
     started = time.perf_counter()
+    manifest = write_faces(options, out, n_images, log)
+    seconds = time.perf_counter() - started
+    # Folds by subject, as for CK+: sorted subject ids, subject i -> fold i mod k.
+    fold_of = interleaved_subject_folds(manifest["subject"], options["folds"])
+    manifest["split"] = manifest["subject"].map(lambda subject: fold_name(fold_of[subject]))
+    report = {
+        "dataset": NAME,
+        "options": options,
+        "n_images": n_images,
+        "n_subjects": options["subjects"],
+        "classes": list(synthetic.CLASSES),
+        "per_class": {name: int((manifest["label_name"] == name).sum())
+                      for name in synthetic.CLASSES},
+        "per_split": {split: int(count)
+                      for split, count in manifest["split"].value_counts().sort_index().items()},
+        "regions": {name: {"regions": list(synthetic.REGIONS[name]), "cues": synthetic.CUES[name]}
+                    for name in synthetic.CLASSES},
+        "regions_file": "regions.npy: uint8 [N, 224, 224], row = manifest index, 1 where the "
+                        "image's expression shows",
+        "skipped": [],
+        "warnings": [],
+        "seconds": round(seconds, 3),
+        "images_per_second": round(n_images / seconds, 1),
+    }
+    write_prepared(out, manifest, list(synthetic.CLASSES), report)
+    log(f"synthetic: {n_images} faces in {seconds:.1f} s ({n_images / seconds:.0f} faces/s)")
+    return report
 
+
+def write_faces(options: dict, out: Path, n_images: int, log) -> pd.DataFrame:
+    """Images into the store and regions.npy (renamed into place once complete); returns
+    the manifest without its split column."""
     writer = StoreWriter(out, n_images)
     regions_partial = out / "regions.npy.partial"
     regions = open_array(regions_partial, (n_images, IMAGE_SIZE, IMAGE_SIZE))
@@ -91,32 +125,4 @@ def prepare(options: dict | None, root: Path | None, out: Path, threads: int, lo
     regions.flush()
     del regions
     os.replace(regions_partial, out / "regions.npy")
-    seconds = time.perf_counter() - started
-
-    manifest = pd.DataFrame(rows)
-    # Folds by subject, as for CK+: sorted subject ids, subject i -> fold i mod k.
-    fold_of = {subject: f"fold{i % options['folds']}"
-               for i, subject in enumerate(sorted(manifest["subject"].unique()))}
-    manifest["split"] = manifest["subject"].map(fold_of)
-    report = {
-        "dataset": NAME,
-        "options": options,
-        "n_images": n_images,
-        "n_subjects": options["subjects"],
-        "classes": list(synthetic.CLASSES),
-        "per_class": {name: int((manifest["label_name"] == name).sum())
-                      for name in synthetic.CLASSES},
-        "per_split": {split: int(count)
-                      for split, count in manifest["split"].value_counts().sort_index().items()},
-        "regions": {name: {"regions": list(synthetic.REGIONS[name]), "cues": synthetic.CUES[name]}
-                    for name in synthetic.CLASSES},
-        "regions_file": "regions.npy: uint8 [N, 224, 224], row = manifest index, 1 where the "
-                        "image's expression shows",
-        "skipped": [],
-        "warnings": [],
-        "seconds": round(seconds, 3),
-        "images_per_second": round(n_images / seconds, 1),
-    }
-    write_prepared(out, manifest, list(synthetic.CLASSES), report)
-    log(f"synthetic: {n_images} faces in {seconds:.1f} s ({n_images / seconds:.0f} faces/s)")
-    return report
+    return pd.DataFrame(rows)
