@@ -251,6 +251,22 @@ def test_oulu_casia_wrong_layout_and_options(tmp_path):
                                       tmp_path / "out", THREADS, quiet)
 
 
+def test_a_detector_asked_for_but_missing_stops_with_what_to_install(tmp_path, monkeypatch):
+    """Without OpenCV's cascades a run that asks for the detector must not quietly
+    centre-crop every frame: that would change the benchmark."""
+    build_oulu(tmp_path / "Oulu", n_subjects=1, frames=1)
+    monkeypatch.setattr(common_module, "detector_available", lambda: False)
+    with pytest.raises(LayoutError) as error:
+        adapter("oulu_casia").prepare({}, tmp_path / "Oulu", tmp_path / "out", THREADS, quiet)
+    message = str(error.value)
+    assert message.startswith("Oulu-CASIA options.detector is opencv")
+    assert "pip install 'expmap[faces]'" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    report = adapter("oulu_casia").prepare({"detector": "none"}, tmp_path / "Oulu",
+                                           tmp_path / "out", THREADS, quiet)
+    assert report["crops"] == {"centre": 6}
+
+
 # ---------------------------------------------------------------- RAF-DB
 
 

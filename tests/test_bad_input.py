@@ -468,8 +468,7 @@ def test_atomic_writers_leave_nothing_on_a_full_disk(tmp_path, mount):
     import matplotlib.pyplot as plt
 
     from expmap.checkpoints import save_atomic
-    from expmap.data.store import atomic_write_text
-    from expmap.evaluate import save_npz_atomic
+    from expmap.io import atomic_write_npz, atomic_write_text
     from expmap.viz import save_figure
 
     full = mount(tmp_path / "full", "64k")
@@ -479,7 +478,7 @@ def test_atomic_writers_leave_nothing_on_a_full_disk(tmp_path, mount):
     writers = {
         "a.txt": lambda path: atomic_write_text(path, "x" * 200_000),
         "a.pt": lambda path: save_atomic({"weights": torch.from_numpy(big)}, path),
-        "a.npz": lambda path: save_npz_atomic(path, pixels=big),
+        "a.npz": lambda path: atomic_write_npz(path, pixels=big),
         "a.png": lambda path: save_figure(figure, path),
     }
     for name, write in writers.items():

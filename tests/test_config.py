@@ -68,6 +68,27 @@ def test_schema_adapters_are_the_registry_s():
         sorted(ADAPTER_MODULES)
 
 
+def test_every_key_an_error_message_names_is_in_the_schema():
+    """Messages that name a config key (datasets.<dataset>.<key>...) name one that exists."""
+    import re
+
+    defs = SCHEMA["$defs"]
+    named = re.compile(r"datasets\.([a-z_]+)\.([a-z_]+)(?:\.([a-z_0-9]+))?")
+    sources = [p for folder in ("src", "workflow") for p in (REPO / folder).rglob("*")
+               if p.suffix in (".py", ".smk")]
+    found = 0
+    for path in sources:
+        for dataset, key, sub in named.findall(path.read_text()):
+            if dataset not in CONFIG["datasets"]:
+                continue  # a pattern such as datasets.{name}, not a literal key
+            found += 1
+            assert key in defs["dataset"]["properties"], (path.name, dataset, key)
+            if key == "options" and sub:
+                adapter = CONFIG["datasets"][dataset]["adapter"]
+                assert sub in defs[f"options_{adapter}"]["properties"], (path.name, sub)
+    assert found  # the check saw at least one literal key
+
+
 def test_schema_choices_are_the_training_library_s():
     from expmap.train import CHOICES
 

@@ -176,3 +176,20 @@ def test_a_damaged_resumable_state_is_discarded_with_a_line(prepared, tmp_path):
     run(1, STAGE1, prepared, tmp_path, log=lines.append)
     assert any("discarding unreadable" in line for line in lines)
     assert (tmp_path / "stage1.pt").exists()
+
+
+def test_evaluation_reads_the_epmg_checkpoint_whatever_the_order_of_heads(
+        prepared, stage1, tmp_path, monkeypatch):
+    """The epoch chosen on validation belongs to the stage-3 checkpoint: evaluation must
+    find it there, not in whichever checkpoint its loop over heads happened to read last."""
+    import expmap.evaluate as evaluate
+
+    stage2 = run(2, {**STAGE2, "epochs": 1}, prepared, tmp_path, init=stage1)
+    stage3 = run(3, {**STAGE3, "epochs": 2, "validation_fraction": 0.25}, prepared, tmp_path,
+                 init=stage2)
+    monkeypatch.setattr(evaluate, "HEADS", {"epmg": "stage3", "efe_stage2": "stage2",
+                                            "efe_stage1": "stage1"})
+    summary = evaluate.evaluate_fold(prepared, "fold0", {"stage1": stage1, "stage2": stage2,
+                                                         "stage3": stage3},
+                                     tmp_path / "predictions.csv", tmp_path / "summary.json")
+    assert "epmg_selected_on_validation" in summary["heads"]

@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from expmap.data.store import replacing
 from expmap.errors import UserError
+from expmap.io import replacing
 from expmap.model import EFE, EMR, EPMG
 
 FORMAT = "expmap-checkpoint/1"

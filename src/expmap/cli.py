@@ -18,8 +18,8 @@ import torch
 
 from expmap.checkpoints import CheckpointError, load_checkpoint
 from expmap.data.faces import SkippedImage, crop_detected, read_rgb
-from expmap.data.store import atomic_write_csv
 from expmap.evaluate import head_outputs
+from expmap.io import atomic_write_csv
 
 
 def predict_images(checkpoint_path: str, image_paths: list[str], out: Path,

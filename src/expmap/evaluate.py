@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from expmap.checkpoints import build_modules, load_checkpoint
-from expmap.data.batches import image_batch, ordered_batches
-from expmap.data.store import PreparedDataset, atomic_write_csv, atomic_write_json, replacing
+from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches
+from expmap.data.store import PreparedDataset
 from expmap.interpret import as_float16, mask_region_share, pattern_map_fidelity
+from expmap.io import atomic_write_csv, atomic_write_json, atomic_write_npz
 from expmap.losses import grayscale
 
-EVAL_BATCH = 64
 SAMPLES_PER_CLASS = 8
 HEADS = {"efe_stage1": "stage1", "efe_stage2": "stage2", "epmg": "stage3"}
 
@@ -134,12 +134,7 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
         outputs, labels, data.num_classes, regions[rows] if regions is not None else None)
     if maps is not None:
         samples = figure_samples(outputs, labels, data.subjects[rows], rows, data.num_classes)
-        save_npz_atomic(maps, class_names=np.array(data.class_names), **samples)
+        atomic_write_npz(maps, class_names=np.array(data.class_names), **samples)
     atomic_write_csv(predictions, table)
     atomic_write_json(summary, result)
     return result
-
-
-def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-    with replacing(path, ".npz") as tmp:  # removed if the write fails
-        np.savez_compressed(tmp, **arrays)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expmap.data.store import atomic_write_csv, atomic_write_text
+from expmap.io import atomic_write_csv, atomic_write_text
 
 # SPEC §5 (the report's figure 10): accuracy in percent, written as the paper prints it.
 BENCHMARKS = {

@@ -37,10 +37,11 @@ import torch
 from torch import nn
 
 from expmap import checkpoints, diagnostics
-from expmap.data.batches import image_batch, ordered_batches, prefetched, to_device
+from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler, epoch_generator
-from expmap.data.store import FoldData, PreparedDataset, atomic_write_csv
+from expmap.data.store import FoldData, PreparedDataset
 from expmap.errors import UserError
+from expmap.io import atomic_write_csv
 from expmap.losses import (
     DISTANCES,
     MININGS,
@@ -58,7 +59,6 @@ from expmap.model.emr import EMR_INITS
 from expmap.model.epmg import DECODER_INITS
 from expmap.model.vggface import conv_layers
 
-EVAL_BATCH = 64
 PROGRESS_SECONDS = 60.0
 MEAN_GREY_SAMPLE = 1024  # training images whose mean grey sets the decoder's output bias
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from expmap.data.store import replacing  # noqa: E402
+from expmap.io import replacing  # noqa: E402
 
 STAGE_TITLES = {1: "Stage 1: EFE (L_EFE)", 2: "Stage 2: EMR (L_EMR)", 3: "Stage 3: EPMG (L_EPMG)"}
 TERM_LABELS = {"total": "total", "efe": "L_EFE (cross-entropy)", "mask": "L_mask",

@@ -6,6 +6,7 @@ from pathlib import Path
 import expmap.config
 from expmap.data.adapters import missing_data_message
 from expmap.jobs import unwritable_results
+from expmap.viz import FIGURES
 
 SCHEMA = expmap.config.read_schema(
     Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -79,7 +80,6 @@ def folds(name):
     return expmap.config.run_folds(DATASETS[name])
 
 
-FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns")
 FIGURE = "results/{dataset}/{variant}/figures/{figure}.png"
 MODULE_TABLES = ("ablation", "interpretability")
 

@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+EVAL_BATCH = 64  # images per forward pass when nothing is trained (evaluation, accuracy)
+
 
 def read_rows(images: np.ndarray, rows: np.ndarray, pin: bool = False) -> torch.Tensor:
     """Rows of a uint8 [N,H,W,3] store (a memory map) as one uint8 tensor in RAM."""

@@ -74,19 +74,22 @@ def find_root(root: Path, looks_like: Callable[[Path], bool], expected: str,
     raise LayoutError(f"expected {expected} in {root} (or {where})")
 
 
-def face_finder(root: Path, detect: bool) -> tuple[Callable, bool, list[str]]:
-    """make_face for images that may hold more than the face: OpenCV's detector when
-    `detect` (a centred crop where it finds none), else centred crops. Also says whether the
-    detector is in use, and gives the warning when it was asked for but is not installed."""
-    use_detector = detect and detector_available()
-    warnings = [] if use_detector or not detect else [
-        "OpenCV is not installed (pip install 'expmap[faces]'): every face is a centred crop"]
+def face_finder(root: Path, asked: str | None) -> tuple[Callable, bool]:
+    """make_face for images that may hold more than the face: OpenCV's detector where an
+    option asked for it (`asked` names that option, for the error), a centred crop where it
+    finds no face; else centred crops. Also says whether the detector is in use. A detector
+    asked for that cannot run is an error, not a silent change of the benchmark."""
+    if asked and not detector_available():
+        raise LayoutError(f"{asked}, but OpenCV's face detector cannot run here (its Haar "
+                          "cascades ship with opencv-python-headless below 5): pip install "
+                          "'expmap[faces]', or turn the option off for centred crops")
+    use_detector = asked is not None
 
     def make_face(item: Item) -> tuple[np.ndarray, str]:
         image = read_rgb(root / item.source)
         return crop_detected(image) if use_detector else (crop_centre(image), "centre")
 
-    return make_face, use_detector, warnings
+    return make_face, use_detector
 
 
 def option(options: dict, name: str, default):

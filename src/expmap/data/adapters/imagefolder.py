@@ -123,10 +123,11 @@ def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
     if len(subjects) < n_folds:
         warnings.append(f"{len(subjects)} subjects for {n_folds} folds: some folds are "
                         "empty")
-    make_face, use_detector, detector_warnings = face_finder(root, detect)
+    make_face, use_detector = face_finder(
+        root, f"imagefolder {root.name}: options.detect_faces is true" if detect else None)
     return prepare_store(
         title=f"imagefolder {root.name}", root=root, out=out, items=items, classes=classes,
         make_face=make_face, options=options, threads=threads, log=log,
         listing_skipped=skipped, fallback_crop="centre" if use_detector else None,
-        warnings=warnings + detector_warnings,
+        warnings=warnings,
         notes={"folds": n_folds, "grouping": grouping})

@@ -97,7 +97,8 @@ def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
              for subject, sequence, label, frames in sequences
              for frame in frames[-frames_per_sequence:]]
 
-    make_face, use_detector, warnings = face_finder(root, detector == "opencv")
+    make_face, use_detector = face_finder(
+        root, "Oulu-CASIA options.detector is opencv" if detector == "opencv" else None)
     conditions = len(illuminations) * len(strengths)
     return prepare_store(
         title="Oulu-CASIA", root=root, out=out, items=items, classes=CLASSES,
@@ -105,6 +106,5 @@ def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
         published={"sequences": (SEQUENCES_PER_CONDITION * conditions,),
                    "subjects": (SUBJECTS,)},
         listing_skipped=skipped, fallback_crop="centre" if use_detector else None,
-        warnings=warnings,
         notes={"detector": "opencv-haar" if use_detector else "none", "folds": n_folds,
                "frames_per_sequence": frames_per_sequence})

@@ -60,7 +60,8 @@ def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
     root = locate(root)
     images = str(option(options, "images", "aligned"))
     if images not in ("aligned", "original"):
-        raise LayoutError(f"datasets.rafdb.images: {images} is not one of aligned, original")
+        raise LayoutError(f"datasets.rafdb.options.images: {images} is not one of aligned, "
+                          "original")
     items: list[Item] = []
     skipped: list[Skipped] = []
     for number, line in enumerate((root / LABELS).read_text().splitlines(), start=1):
