@@ -1,4 +1,9 @@
-"""Fixtures made in code: a tiny prepared store whose classes differ by a bright patch."""
+"""Fixtures made in code (a tiny prepared store whose classes differ by a bright patch) and
+the one way tests run the repository's Snakemake workflow."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -7,6 +12,21 @@ import pytest
 from expmap.data.store import StoreWriter, write_prepared
 
 CLASSES = ["left", "middle", "right"]
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"  # a whole pipeline in a minute or two
+
+
+def snakemake_command(workdir, *args: str, overlays=(TINY,)) -> list[str]:
+    """The repository's workflow (with its default profile) and `args`, outputs under
+    `workdir`, on config.yaml plus the --configfile `overlays` (the tiny config by default)."""
+    command = [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir),
+               "--cores", "2"]
+    return command + (["--configfile", *map(str, overlays)] if overlays else [])
+
+
+def snakemake(workdir, *args: str, overlays=(TINY,), timeout=1800) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *args, overlays=overlays), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def make_prepared(folder, subjects=6, per_class=2, folds=3, seed=0):

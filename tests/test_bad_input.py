@@ -27,29 +27,20 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY, snakemake
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 NOTICES = ("Using workflow specific profile", "Config file ", "warning: ",
            "Assuming unrestricted shared filesystem usage")
 STORE_FILES = ("manifest.csv", "classes.txt", "images.npy", "report.json",
                "images.npy.partial", "images.npy.progress", "regions.npy")
 
 
-def snakemake(workdir: Path, *args: str, config: dict | None = None
-              ) -> subprocess.CompletedProcess:
-    """The repository's workflow with its default profile, the tiny overlay and `config`
-    (one more overlay), outputs under `workdir`."""
-    overlays = [str(TINY)]
-    if config is not None:
-        path = workdir / "case.yaml"
-        path.write_text(yaml.safe_dump(config))
-        overlays.append(str(path))
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir),
-         "--cores", "2", "--configfile", *overlays],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+def case(workdir: Path, config: dict) -> tuple[Path, Path]:
+    """The tiny overlay and `config` as one more overlay, written under `workdir`."""
+    path = workdir / "case.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return TINY, path
 
 
 def console(result: subprocess.CompletedProcess) -> str:
@@ -108,17 +99,17 @@ def test_missing_root_and_wrong_layouts_stop_the_run_with_one_line_each(tmp_path
     image(flat / "a.png", noise(0))
     image(flat / "b.png", noise(1))
     (tmp_path / "RAF" / "Image" / "aligned").mkdir(parents=True)  # no EmoLabel/
-    result = snakemake(tmp_path, "-n", config=no_weights(["mine", "rafdb", "synthetic"], {
-        "mine": {"root": str(tmp_path / "nowhere")},
-        "rafdb": {"root": str(tmp_path / "RAF")},
-    }))
+    result = snakemake(tmp_path, "-n", overlays=case(tmp_path, no_weights(
+        ["mine", "rafdb", "synthetic"], {"mine": {"root": str(tmp_path / "nowhere")},
+                                         "rafdb": {"root": str(tmp_path / "RAF")}})))
     mine, rafdb = startup_lines(result)
     assert mine.startswith(f"datasets.mine.root = {tmp_path / 'nowhere'}: ")
     assert "is not a folder" in mine and "one folder per class" in mine
     assert rafdb.startswith(f"datasets.rafdb.root = {tmp_path / 'RAF'}: ")
     assert "EmoLabel/list_patition_label.txt" in rafdb and "whdeng.cn" in rafdb
 
-    result = snakemake(tmp_path, "-n", config=no_weights(["mine"], {"mine": {"root": str(flat)}}))
+    result = snakemake(tmp_path, "-n",
+                       overlays=case(tmp_path, no_weights(["mine"], {"mine": {"root": str(flat)}})))
     [line] = startup_lines(result)
     assert line.startswith(f"datasets.mine.root = {flat}: expected two or more class folders")
     assert not (tmp_path / "results").exists()
@@ -135,8 +126,8 @@ def test_an_empty_class_folder_is_refused(tmp_path):
     (root / "sad").mkdir()
     (root / "sad" / ".DS_Store").write_text("litter")  # litter is no image
     result = snakemake(tmp_path, "results/mine/prepared/manifest.csv",
-                       config=no_weights(["mine"], {"mine": {"root": str(root),
-                                                             "options": {"folds": 2}}}))
+                       overlays=case(tmp_path, no_weights(["mine"], {"mine": {
+                           "root": str(root), "options": {"folds": 2}}})))
     job_error(result, "error: class folder(s) sad in ", str(root), "hold no images",
               "remove the folder")
     assert files_under(tmp_path / "results/mine/prepared") == []
@@ -199,7 +190,7 @@ def catalog(tmp_path_factory):
                 "ckplus": {"root": str(ckplus), "options": {"folds": 2}},
                 "mine": {"root": str(mine), "options": {"folds": 2}}}
     result = snakemake(top, *(f"results/{name}/prepared/manifest.csv" for name in datasets),
-                       config=no_weights(list(datasets), datasets))
+                       overlays=case(top, no_weights(list(datasets), datasets)))
     assert result.returncode == 0, console(result)[-5000:]
     assert "Traceback" not in console(result)
     return top / "results"
@@ -280,7 +271,8 @@ STAGE1 = "results/synthetic/default/fold0/stage1.pt"
 
 
 def train_stage1(workdir: Path, synthetic: dict) -> subprocess.CompletedProcess:
-    return snakemake(workdir, STAGE1, config={"datasets": {"synthetic": synthetic}})
+    return snakemake(workdir, STAGE1,
+                     overlays=case(workdir, {"datasets": {"synthetic": synthetic}}))
 
 
 def assert_nothing_written(workdir: Path) -> None:
@@ -349,10 +341,7 @@ def test_a_nonfinite_loss_stops_the_stage_with_one_line(synthetic_run):
 ])
 def test_config_mistakes_are_one_line(tmp_path, text, line):
     (tmp_path / "case.yaml").write_text(text + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--directory", str(tmp_path),
-         "--configfile", str(TINY), str(tmp_path / "case.yaml")],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = snakemake(tmp_path, "-n", overlays=(TINY, tmp_path / "case.yaml"), timeout=120)
     [shown] = startup_lines(result)
     assert shown.startswith(line), shown
     assert not (tmp_path / "results").exists()

@@ -25,12 +25,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import make_prepared
+from conftest import REPO, TINY, make_prepared, snakemake, snakemake_command
 
 from expmap.checkpoints import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 WIDTH = 1 / 32
 EPOCHS = 5
 HP = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "clipping": 10.0, "seed": 3,
@@ -198,13 +196,6 @@ datasets:
 """
 
 
-def snakemake(workdir: Path, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir), "--cores", "2",
-         "--configfile", str(TINY), str(workdir / "resume.yaml")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
 @pytest.mark.slow
 def test_snakemake_killed_during_train_stage1_resumes_on_rerun(tmp_path):
     """The whole Snakemake process group is SIGKILLed while train_stage1 runs (as when the
@@ -214,7 +205,10 @@ def test_snakemake_killed_during_train_stage1_resumes_on_rerun(tmp_path):
     run = tmp_path / "results/synthetic/default/fold0"
     target = "results/synthetic/default/fold0/stage1.pt"
     state = run / "state_stage1" / "last.pt"
-    first = snakemake(tmp_path, target, start_new_session=True)
+    overlays = (TINY, tmp_path / "resume.yaml")
+    first = subprocess.Popen(snakemake_command(tmp_path, target, overlays=overlays), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
     try:
         wait_for(state, first, timeout=300)
     finally:
@@ -225,11 +219,9 @@ def test_snakemake_killed_during_train_stage1_resumes_on_rerun(tmp_path):
     done = torch.load(state, weights_only=True)["epoch"]
     assert 1 <= done < 8
 
-    unlock = snakemake(tmp_path, "--unlock")
-    assert unlock.wait(timeout=120) == 0
-    second = snakemake(tmp_path, target)
-    output, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, output[-5000:]
+    assert snakemake(tmp_path, "--unlock", overlays=overlays).returncode == 0
+    second = snakemake(tmp_path, target, overlays=overlays)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
     log = (tmp_path / "results/synthetic/logs/default/fold0/train_stage1.log").read_text()
     assert f"synthetic fold0 stage 1: resuming after epoch {done} from" in log, log
     assert "epoch 8/8" in log

@@ -2,24 +2,15 @@
 config change (dry runs), and the one-line errors that stop a run before any job."""
 
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TINY, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 # Snakemake's own notices, printed before the workflow's lines.
 NOTICES = ("Using workflow specific profile", "Config file ")
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the repository's workflow with its default profile, outputs under `workdir`."""
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--directory", str(workdir), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=1800)
 
 
 def overlay(folder: Path, name: str, text: str) -> str:
@@ -47,7 +38,7 @@ def workflow_lines(result: subprocess.CompletedProcess) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
-    result = snakemake(workdir, "--configfile", str(TINY), "--cores", "2")
+    result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return workdir
 
@@ -96,14 +87,14 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
 
 @pytest.mark.slow
 def test_a_finished_run_schedules_nothing(tiny_run):
-    assert scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY))) == Counter()
+    assert scheduled(snakemake(tiny_run, "-n")) == Counter()
 
 
 @pytest.mark.slow
 def test_a_stage3_value_reruns_stage3_and_what_follows(tiny_run, tmp_path):
     change = overlay(tmp_path, "stage3", "datasets:\n  synthetic:\n    train:\n"
                                          "      stage3: {lambda4: 0.5}\n")
-    jobs = scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY), change))
+    jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, change)))
     assert jobs == Counter(train_stage3=2, evaluate=2, aggregate=1, module_tables=1, figures=1,
                            all=1)
 
@@ -112,7 +103,7 @@ def test_a_stage3_value_reruns_stage3_and_what_follows(tiny_run, tmp_path):
 def test_a_stage1_value_reruns_stages_1_to_3_never_prepare(tiny_run, tmp_path):
     change = overlay(tmp_path, "stage1", "datasets:\n  synthetic:\n    train:\n"
                                          "      stage1: {lr: 0.02}\n")
-    jobs = scheduled(snakemake(tiny_run, "-n", "--configfile", str(TINY), change))
+    jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, change)))
     assert jobs == Counter(train_stage1=2, train_stage2=2, train_stage3=2, evaluate=2,
                            aggregate=1, module_tables=1, figures=1, all=1)
 
@@ -132,7 +123,7 @@ def test_a_stage1_value_reruns_stages_1_to_3_never_prepare(tiny_run, tmp_path):
      "config error: benchmarks: unknown dataset 'ckplsu'; did you mean ckplus?"),
 ])
 def test_a_config_error_is_one_line_and_starts_no_job(tmp_path, name, text, line):
-    result = snakemake(tmp_path, "--configfile", str(TINY), overlay(tmp_path, name, text))
+    result = snakemake(tmp_path, overlays=(TINY, overlay(tmp_path, name, text)))
     assert result.returncode != 0
     lines = workflow_lines(result)
     assert len(lines) == 1, lines
@@ -146,7 +137,7 @@ def test_missing_data_and_weights_stop_the_run_with_one_line_each(tmp_path):
     change = overlay(tmp_path, "missing", f"benchmarks: [ckplus, rafdb]\n"
                                           f"datasets:\n  ckplus: {{root: {empty}}}\n"
                                           f"  rafdb: {{root: null}}\n")
-    result = snakemake(tmp_path, "-n", "--configfile", change)
+    result = snakemake(tmp_path, "-n", overlays=(change,))
     assert result.returncode != 0
     ckplus, rafdb, weights = workflow_lines(result)
     assert ckplus.startswith(f"datasets.ckplus.root = {empty}: ")
@@ -157,7 +148,7 @@ def test_missing_data_and_weights_stop_the_run_with_one_line_each(tmp_path):
 
 
 def test_null_weights_warn_and_train_from_scratch(tmp_path):
-    result = snakemake(tmp_path, "-n", "--configfile", str(TINY))
+    result = snakemake(tmp_path, "-n")
     jobs = scheduled(result)
     assert jobs["prepare"] == 1 and jobs["train_stage1"] == 2
     assert "warning: datasets.synthetic: model.weights is null" in result.stderr
@@ -166,7 +157,7 @@ def test_null_weights_warn_and_train_from_scratch(tmp_path):
 @pytest.mark.slow
 def test_the_report_gathers_tables_and_figures(tiny_run):
     report = tiny_run / "report.html"
-    result = snakemake(tiny_run, "--configfile", str(TINY), "--report", str(report))
+    result = snakemake(tiny_run, "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     page = report.read_text(errors="replace")
     for name in ("accuracy.csv", "ablation.csv", "interpretability.csv", "patterns.png",
