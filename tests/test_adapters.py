@@ -447,3 +447,25 @@ def test_interrupted_prepare_resumes(tmp_path, monkeypatch):
     images = np.load(tmp_path / "out" / "images.npy")
     assert [int(images[i, 0, 0, 0]) for i in range(10)] == list(range(10))
     assert not (tmp_path / "out" / "images.npy.progress").exists()
+
+
+def test_a_bad_file_is_listed_but_a_bug_in_our_code_is_not_hidden(tmp_path):
+    items = [Item(image_id=str(i), source=f"{i}.png", subject=str(i), label=i % 2,
+                  split="train" if i < 3 else "test") for i in range(4)]
+
+    def bad_landmarks(item):
+        if item.image_id == "1":
+            raise ValueError("could not convert string to float: 'x'")  # np.loadtxt's
+        return np.zeros((224, 224, 3), dtype=np.uint8), "centre"
+
+    report = prepare_store(title="t", root=tmp_path, out=tmp_path / "listed", items=items,
+                           classes=["a", "b"], make_face=bad_landmarks, options={}, threads=1,
+                           log=quiet)
+    assert [s["source"] for s in report["skipped"]] == ["1.png"]
+
+    def buggy(item):
+        return item.no_such_field  # AttributeError: ours, not the data's
+
+    with pytest.raises(AttributeError):
+        prepare_store(title="t", root=tmp_path, out=tmp_path / "bug", items=items,
+                      classes=["a", "b"], make_face=buggy, options={}, threads=1, log=quiet)

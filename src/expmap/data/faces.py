@@ -158,8 +158,11 @@ def detect_face(image: Image.Image) -> tuple[float, float, float, float] | None:
         _cascades.frontal = cv2.CascadeClassifier(str(cascade))
     gray = np.asarray(image.convert("L"))
     smallest = max(24, min(gray.shape) // 6)
-    faces = _cascades.frontal.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                               minSize=(smallest, smallest))
+    try:
+        faces = _cascades.frontal.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                                   minSize=(smallest, smallest))
+    except cv2.error as error:  # the detector's own failure on this image: list it
+        raise SkippedImage("unreadable", f"face detector failed: {error}") from error
     if len(faces) == 0:
         return None
     x, y, width, height = max(faces, key=lambda box: box[2] * box[3])

@@ -148,8 +148,9 @@ def prepare_store(*, title: str, root: Path, out: Path, items: list[Item], class
                   warnings: Iterable[str] = (), notes: dict | None = None) -> dict:
     """Write the prepared store of `items` into `out` and return the report.
 
-    make_face(item) -> (face uint8 224x224x3, how it was cropped); it raises SkippedImage
-    (or anything else) for a file that cannot be used, which is then listed, not fatal.
+    make_face(item) -> (face uint8 224x224x3, how it was cropped); it raises SkippedImage,
+    OSError, ValueError or IndexError for a file that cannot be used, which is then listed,
+    not fatal; any other exception is a bug and stops the prepare with its traceback.
     published: {what: accepted values}, what being images, sequences, subjects or
     `<split> images`; a count that differs gives a warning, as do faces cut out by the
     `fallback_crop` (the crop used when the proper one, say a detected face, failed).
@@ -209,8 +210,8 @@ def write_faces(title: str, out: Path, items: list[Item], make_face, options: di
             return make_face(items[row])
         except SkippedImage as error:
             return None, str(error)
-        except Exception as error:  # a bad landmark or box file, say: listed, never fatal
-            return None, f"unreadable: {error!r}"
+        except (OSError, ValueError, IndexError) as error:  # a bad landmark or box file:
+            return None, f"unreadable: {error!r}"  # listed, never fatal; our bugs still raise
 
     started = last_record = last_log = time.monotonic()
     finished: dict[int, tuple[str, str]] = {}
