@@ -38,8 +38,8 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     return distances.masked_fill(eye, 0.0)
 
 
-def pairwise_distances(x: torch.Tensor, distance: str) -> torch.Tensor:
-    squared = squared_distances(x)
+def as_distance(squared: torch.Tensor, distance: str) -> torch.Tensor:
+    """Squared distances as they are, or their root ("euclidean")."""
     if distance == "squared":
         return squared
     # below 1e-12 the clamp has no gradient, so coinciding rows give 0, not NaN
@@ -78,9 +78,13 @@ def triplet(x: torch.Tensor, labels: torch.Tensor, margin: float, distance: str 
             mining: str = "hardest") -> Triplet:
     """Triplet loss on vectors or maps (flattened) and its share of active triplets. With no
     valid triplet the loss is a zero that still carries a gradient."""
-    distances = pairwise_distances(x.flatten(1), distance)
+    return _mined(squared_distances(x.flatten(1)), labels, margin, distance, mining)
+
+
+def _mined(squared, labels, margin, distance, mining) -> Triplet:
     same = labels[:, None] == labels[None, :]
-    return (_hardest if mining == "hardest" else _all)(distances, same, margin)
+    return (_hardest if mining == "hardest" else _all)(as_distance(squared, distance), same,
+                                                        margin)
 
 
 def triplet_loss(x: torch.Tensor, labels: torch.Tensor, margin: float, distance: str = "squared",
@@ -148,10 +152,15 @@ def _stage_loss(weighted: dict, unweighted: dict, diagnostics: dict) -> StageLos
                      {k: v.detach() for k, v in diagnostics.items()})
 
 
-def _triplet_diagnostics(name: str, x, labels, margin, used: Triplet) -> dict:
+def _triplet_term(name: str, x, labels, margin, settings: TripletSettings
+                  ) -> tuple[Triplet, dict]:
+    """The triplet term in use and its diagnostics: the share of active triplets and the
+    term under the paper's definition, from the same distance matrix."""
+    squared = squared_distances(x.flatten(1))
+    used = _mined(squared, labels, margin, settings.distance, settings.mining)
     with torch.no_grad():
-        paper = triplet(x.detach(), labels, margin, **PAPER_TRIPLET).loss
-    return {f"active_{name}": used.active, f"paper_{name}": paper}
+        paper = _mined(squared.detach(), labels, margin, **PAPER_TRIPLET).loss
+    return used, {f"active_{name}": used.active, f"paper_{name}": paper}
 
 
 def stage1_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> StageLoss:
@@ -163,27 +172,24 @@ def stage2_loss(logits, mask, refined_mask, h, labels, w: EMRWeights) -> StageLo
     """L_EMR = l1 L_EFE + l2 L_mask + l3 L_h."""
     efe = F.cross_entropy(logits, labels)
     mask_term = per_sample_squared_error(mask, refined_mask)
-    h_term = triplet(h, labels, w.alpha, w.triplets.distance, w.triplets.mining)
+    h_term, h_diagnostics = _triplet_term("h", h, labels, w.alpha, w.triplets)
     terms = {"efe": efe, "mask": mask_term, "h": h_term.loss}
     weighted = {"efe": w.lambda1 * efe, "mask": w.lambda2 * mask_term,
                 "h": w.lambda3 * h_term.loss}
-    diagnostics = {**_triplet_diagnostics("h", h, labels, w.alpha, h_term),
-                   "spread_mask": spread(mask), "spread_h": spread(h)}
+    diagnostics = {**h_diagnostics, "spread_mask": spread(mask), "spread_h": spread(h)}
     return _stage_loss(weighted, terms, diagnostics)
 
 
 def stage3_loss(embedding, logits, pattern, images, labels, w: EPMGWeights) -> StageLoss:
     """L_EPMG = (l6 L_embed + l7 L_classify) + (l4 L_pattern + l5 L_sim)."""
-    distance, mining = w.triplets.distance, w.triplets.mining
-    embed = triplet(embedding, labels, w.gamma, distance, mining)
+    embed, embed_diagnostics = _triplet_term("embed", embedding, labels, w.gamma, w.triplets)
     classify = F.cross_entropy(logits, labels)
     pattern_term = per_sample_squared_error(pattern, grayscale(images))
-    sim = triplet(pattern, labels, w.beta, distance, mining)
+    sim, sim_diagnostics = _triplet_term("sim", pattern, labels, w.beta, w.triplets)
     terms = {"embed": embed.loss, "classify": classify, "pattern": pattern_term,
              "sim": sim.loss}
     weighted = {"embed": w.lambda6 * embed.loss, "classify": w.lambda7 * classify,
                 "pattern": w.lambda4 * pattern_term, "sim": w.lambda5 * sim.loss}
-    diagnostics = {**_triplet_diagnostics("embed", embedding, labels, w.gamma, embed),
-                   **_triplet_diagnostics("sim", pattern, labels, w.beta, sim),
+    diagnostics = {**embed_diagnostics, **sim_diagnostics,
                    "spread_embedding": spread(embedding), "spread_pattern": spread(pattern)}
     return _stage_loss(weighted, terms, diagnostics)

@@ -392,7 +392,9 @@ class EpochTotals:
         n = len(labels)
         for name, value in loss.terms.items():
             value = value.detach()
-            first = self.first_nonfinite.get(name, torch.full((), -1, device=self.device))
+            if name not in self.first_nonfinite:
+                self.first_nonfinite[name] = torch.full((), -1, device=self.device)
+            first = self.first_nonfinite[name]
             self.first_nonfinite[name] = torch.where(~torch.isfinite(value) & (first < 0),
                                                      step, first)
             self.sums[f"loss_{name}"] = self.sums.get(f"loss_{name}", 0.0) + value * n
