@@ -422,24 +422,23 @@ JOB = """
 import json, sys
 from expmap.jobs import job_log
 from expmap.train import train_stage
-prepared, out, log = sys.argv[1:4]
+prepared, out, log, hp = sys.argv[1:5]
 with job_log(log) as log:
-    train_stage(1, {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "clipping": 10.0,
-                    "epochs": 1, "batch_size": 8}, prepared, "fold0", out + "/stage1.pt",
-                out + "/stage1.csv", out + "/state", model={"width": 0.03125, "weights": None},
-                log=log)
+    train_stage(1, json.loads(hp), prepared, "fold0", out + "/stage1.pt", out + "/stage1.csv",
+                out + "/state", model={"width": 0.03125, "weights": None}, log=log)
 """
 
 
 def test_a_disk_gone_read_only_during_training_ends_the_job_with_one_line(tmp_path, mount):
     """The training job's own line, when the disk goes read-only while the job runs (as
     ext4 does after an I/O error): here the results folder is read-only from the start."""
-    from conftest import make_prepared
+    from conftest import make_prepared, stage_hyperparameters
 
     prepared = make_prepared(tmp_path / "tiny" / "prepared")
     out = mount(tmp_path / "out", "1m", read_only=True)
     result = subprocess.run([sys.executable, "-c", JOB, str(prepared), str(out),
-                             str(tmp_path / "train.log")],
+                             str(tmp_path / "train.log"),
+                             json.dumps(stage_hyperparameters(1, weight_decay=0.0))],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert result.stdout == ""

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from expmap.model import EFE, EMR, EPMG, WeightsError
+from expmap.model import EFE, EMR, EPMG, STACK, WeightsError, build_stack
 from expmap.model.vggface import VGG_FACE_CONV_NAMES, VGG_FACE_MEAN, conv_layers
 
 VGG16_CHANNELS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
@@ -165,3 +165,18 @@ def test_pickle_that_runs_code_is_refused_unexecuted(tmp_path):
 def test_missing_weights_file():
     with pytest.raises(WeightsError, match="does not exist"):
         EFE(7, 1 / 16).load_backbone("/nonexistent/vgg_face_dag.pth")
+
+
+def test_the_stack_is_built_in_one_order_whatever_is_asked():
+    """Stage 2 builds (efe, emr) and loads efe from stage 1: its new EMR must start from the
+    same weights as an EMR built beside a fresh EFE with the same seed."""
+    torch.manual_seed(5)
+    whole = build_stack(["epmg", "emr", "efe"], 7, 1 / 16)
+    torch.manual_seed(5)
+    two = build_stack(["efe", "emr"], 7, 1 / 16)
+    assert list(whole) == list(STACK)
+    assert all(torch.equal(a, b) for a, b in zip(whole["emr"].state_dict().values(),
+                                                  two["emr"].state_dict().values()))
+    assert whole["epmg"].encoder[0].in_channels == whole["efe"].channels
+    with pytest.raises(ValueError, match="starts with efe"):
+        build_stack(["emr"], 7, 1 / 16)

@@ -25,14 +25,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, make_prepared, snakemake, snakemake_command
+from conftest import REPO, TINY, make_prepared, snakemake, snakemake_command, stage_hyperparameters
 
 from expmap.checkpoints import load_checkpoint
 
 WIDTH = 1 / 32
 EPOCHS = 5
-HP = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "clipping": 10.0, "seed": 3,
-      "epochs": EPOCHS, "batch_size": 8}
+HP = stage_hyperparameters(1, epochs=EPOCHS)
 TIMING = ["images_per_second", "seconds"]
 
 # The job a child process runs: one stage-1 training of fold0 of the store, one thread.

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import PAPER, stage_hyperparameters
 
 from expmap.checkpoints import load_checkpoint
 from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler
@@ -11,10 +12,8 @@ from expmap.evaluate import evaluate_fold
 from expmap.train import TrainingError, train_stage
 
 WIDTH = 1 / 32
-COMMON = {"lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "clipping": 10.0, "seed": 3}
-STAGE1 = {**COMMON, "epochs": 2, "batch_size": 8}
-STAGE2 = {**COMMON, "epochs": 2, "t": 3, "iterations": 2, "frozen_convs": 13}
-STAGE3 = {**COMMON, "epochs": 2, "t": 3, "iterations": 2, "lambda4": 1e-4, "lambda5": 1e-4}
+# The paper's formulation, two epochs (stage_hyperparameters: config.yaml plus a tiny run's)
+STAGE1, STAGE2, STAGE3 = (stage_hyperparameters(stage, PAPER, epochs=2) for stage in (1, 2, 3))
 
 
 def run(stage, hp, prepared, out, init=None, log=lambda line: None):

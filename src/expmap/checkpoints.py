@@ -9,7 +9,7 @@ import torch
 
 from expmap.errors import UserError
 from expmap.io import replacing
-from expmap.model import EFE, EMR, EPMG
+from expmap.model import build_stack
 
 FORMAT = "expmap-checkpoint/1"
 
@@ -43,16 +43,11 @@ def build_modules(checkpoint: dict, selected_on_validation: bool = False
                   ) -> dict[str, torch.nn.Module]:
     """The modules a checkpoint holds (efe, and emr/epmg from the stages that made them): of
     its last epoch, or of the epoch chosen on validation where one was held out."""
-    num_classes, width = checkpoint["num_classes"], checkpoint["width"]
     states = (checkpoint["selected_on_validation"]["modules"] if selected_on_validation
               else checkpoint["modules"])
-    efe = EFE(num_classes, width)
-    makers = {"efe": lambda: efe, "emr": EMR, "epmg": lambda: EPMG(num_classes, efe.channels)}
-    modules = {}
-    for name, state in states.items():
-        module = makers[name]()
-        module.load_state_dict(state)
-        modules[name] = module
+    modules = build_stack(states, checkpoint["num_classes"], checkpoint["width"])
+    for name, module in modules.items():
+        module.load_state_dict(states[name])
     return modules
 
 

@@ -54,7 +54,7 @@ from expmap.losses import (
     stage2_loss,
     stage3_loss,
 )
-from expmap.model import EFE, EMR, EPMG, NUM_CONVS
+from expmap.model import EFE, NUM_CONVS, STACK, build_stack
 from expmap.model.emr import EMR_INITS
 from expmap.model.epmg import DECODER_INITS
 from expmap.model.vggface import conv_layers
@@ -81,6 +81,8 @@ CHOICES = {
 }
 
 
+# Every key is required: config.yaml is the one home of the values (configs/paper.yaml holds
+# the paper's formulation where ours deviates), and the schema the one list of keys.
 @dataclass(frozen=True)
 class CommonHyperparameters:
     lr: float
@@ -88,16 +90,16 @@ class CommonHyperparameters:
     weight_decay: float  # SGD: L2 in the gradient; Adam: decoupled (AdamW)
     epochs: int
     clipping: float  # max gradient norm, per module or per model (clipping_scope)
-    seed: int = 0
-    optimizer: str = "sgd"  # the paper's; or "adam"
-    clipping_scope: str = "module"  # ours; "model" clips each whole model, as the report
-    warmup_epochs: int = 0
-    schedule: str = "constant"  # or "cosine" (to 0 at the last step, after warm-up)
-    flip: bool = True
-    eval_every: int = 1
+    seed: int
+    optimizer: str  # "sgd" (the paper's) or "adam"
+    clipping_scope: str  # "module" (ours) or "model" (each whole model, as the report)
+    warmup_epochs: int
+    schedule: str  # "constant" or "cosine" (to 0 at the last step, after warm-up)
+    flip: bool
+    eval_every: int
     # Share of the training subjects held out to choose an epoch on; 0 = none. The test set
     # never chooses anything: its accuracy per epoch is recorded for the curves only.
-    validation_fraction: float = 0.0
+    validation_fraction: float
 
     @classmethod
     def from_dict(cls, values: dict):
@@ -105,8 +107,7 @@ class CommonHyperparameters:
         unknown = sorted(set(values) - known)
         if unknown:
             raise TrainingError(f"unknown hyperparameter(s) {unknown} for {cls.__name__}")
-        missing = sorted(f.name for f in fields(cls)
-                         if f.name not in values and f.default is dataclasses.MISSING)
+        missing = sorted(known - set(values))
         if missing:
             raise TrainingError(f"missing hyperparameter(s) {missing} for {cls.__name__}")
         hp = cls(**values)
@@ -122,15 +123,15 @@ class CommonHyperparameters:
 
 @dataclass(frozen=True)
 class Stage1Hyperparameters(CommonHyperparameters):
-    batch_size: int = 32
+    batch_size: int
 
 
 @dataclass(frozen=True)
 class TripletHyperparameters(CommonHyperparameters):
-    t: int = 8
-    iterations: int = 100
-    distance: str = "squared"  # the paper's; or "euclidean"
-    mining: str = "hardest"  # the paper's; or "all" (every valid triplet)
+    t: int  # images per class in a batch
+    iterations: int  # batches per epoch
+    distance: str  # "squared" (the paper's) or "euclidean"
+    mining: str  # "hardest" (the paper's) or "all" (every valid triplet)
 
     @property
     def triplets(self) -> TripletSettings:
@@ -139,24 +140,24 @@ class TripletHyperparameters(CommonHyperparameters):
 
 @dataclass(frozen=True)
 class Stage2Hyperparameters(TripletHyperparameters):
-    lambda1: float = 2.0
-    lambda2: float = 1e-2
-    lambda3: float = 1e-2
-    alpha: float = 0.2
-    frozen_convs: int = NUM_CONVS
-    emr_init: str = "uniform"
-    emr_lr: float | None = None  # the new EMR's learning rate; None: lr
+    lambda1: float
+    lambda2: float
+    lambda3: float
+    alpha: float
+    frozen_convs: int
+    emr_init: str
+    emr_lr: float | None  # the new EMR's learning rate; None: lr
 
 
 @dataclass(frozen=True)
 class Stage3Hyperparameters(TripletHyperparameters):
-    lambda4: float = 1e-4
-    lambda5: float = 1e-4
-    lambda6: float = 1.0
-    lambda7: float = 1.0
-    beta: float = 0.2
-    gamma: float = 0.2
-    decoder_init: str = "pytorch"
+    lambda4: float
+    lambda5: float
+    lambda6: float
+    lambda7: float
+    beta: float
+    gamma: float
+    decoder_init: str
 
 
 HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3Hyperparameters}
@@ -304,34 +305,33 @@ def mean_grey(images: np.ndarray, rows: np.ndarray, seed: int) -> float:
 
 def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: dict | None,
                     log: Callable[[str], None]) -> tuple[dict[str, nn.Module], float]:
-    """Stage 1 builds EFE (loading VGG-Face weights when given); stages 2 and 3 start from the
-    previous stage's checkpoint and add the module they train."""
-    if stage == 1:
-        model = model or {}
-        width = float(model.get("width", 1.0))
-        efe = EFE(data.num_classes, width)
-        weights = model.get("weights")
-        if weights:
-            layout = efe.load_backbone(weights)
-            log(f"loaded {layout} backbone weights from {weights}")
-        else:
-            log("WARNING: no backbone weights (defaults.model.weights is null): training from "
-                "scratch with unit-scale input")
-        return {"efe": efe}, width
-    if init["stage"] != stage - 1:
+    """The modules stage `stage` trains or uses: stage 1 builds EFE (loading VGG-Face weights
+    when given); stages 2 and 3 load the previous stage's checkpoint into the modules it
+    holds, and start the one they add afresh."""
+    if stage > 1 and init["stage"] != stage - 1:
         raise TrainingError(f"stage {stage} needs a stage-{stage - 1} checkpoint, got a "
                             f"stage-{init['stage']} one")
-    modules = checkpoints.build_modules(init)
-    if stage == 2:
-        modules["emr"] = EMR(init=hp.emr_init)
+    width = float((model or {}).get("width", 1.0)) if stage == 1 else init["width"]
+    modules = build_stack(STACK[:stage], data.num_classes, width,
+                          emr_init=getattr(hp, "emr_init", "uniform"))
+    for name, state in (init["modules"] if init else {}).items():
+        modules[name].load_state_dict(state)
+    if stage == 1:
+        load_backbone(modules["efe"], (model or {}).get("weights"), log)
+    if stage == 3 and hp.decoder_init != "pytorch":
+        grey = mean_grey(data.images, data.train_index, hp.seed)
+        modules["epmg"].init_decoder(hp.decoder_init, grey)
+        log(f"decoder init {hp.decoder_init}: output bias at the training images' mean "
+            f"grey {grey:.3f}")
+    return modules, width
+
+
+def load_backbone(efe: EFE, weights: str | None, log: Callable[[str], None]) -> None:
+    if weights:
+        log(f"loaded {efe.load_backbone(weights)} backbone weights from {weights}")
     else:
-        modules["epmg"] = EPMG(data.num_classes, modules["efe"].channels)
-        if hp.decoder_init != "pytorch":
-            grey = mean_grey(data.images, data.train_index, hp.seed)
-            modules["epmg"].init_decoder(hp.decoder_init, grey)
-            log(f"decoder init {hp.decoder_init}: output bias at the training images' mean "
-                f"grey {grey:.3f}")
-    return modules, init["width"]
+        log("WARNING: no backbone weights (defaults.model.weights is null): training from "
+            "scratch with unit-scale input")
 
 
 # ---------------------------------------------------------------- gradients
