@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from expmap.data.store import StoreWriter, write_prepared
 
@@ -66,26 +65,15 @@ TINY_STAGE_VALUES = {1: {"batch_size": 8}, 2: {"t": 3, "iterations": 2, "frozen_
                      3: {"t": 3, "iterations": 2, "lambda4": 1e-4, "lambda5": 1e-4}}
 
 
-def deep_update(base: dict, overlay: dict) -> dict:
-    """`base` with `overlay` merged in, nested mappings key by key (as --configfile does)."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = (deep_update(merged[key], value)
-                       if isinstance(value, dict) and isinstance(merged.get(key), dict) else value)
-    return merged
-
-
 def stage_hyperparameters(stage: int, *overlays, **values) -> dict:
     """Stage `stage`'s complete hyperparameters as the pipeline merges them for a dataset of
     defaults (`mine`) from config.yaml and the config files `overlays`; then the tiny run's
     values and `values`."""
     from expmap import config as cfg
 
-    merged = yaml.safe_load((REPO / "config.yaml").read_text())
-    for overlay in overlays:
-        merged = deep_update(merged, yaml.safe_load(Path(overlay).read_text()))
     schema = cfg.read_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
-    hp = cfg.load(merged, schema)["datasets"]["mine"]["train"][f"stage{stage}"]
+    merged = cfg.load_files([REPO / "config.yaml", *overlays], schema)
+    hp = merged["datasets"]["mine"]["train"][f"stage{stage}"]
     return {**hp, **TINY_VALUES, **TINY_STAGE_VALUES[stage], **values}
 
 

@@ -71,3 +71,17 @@ def test_locks_name_the_physical_gpu(monkeypatch, two_gpus, tmp_path):
 def test_the_lock_dir_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(devices.LOCK_DIR_VARIABLE, str(tmp_path))
     assert devices.default_lock_dir() == tmp_path
+
+
+def test_a_job_never_asks_for_more_threads_than_its_cpus(monkeypatch):
+    """--cores 8 on a 2-CPU machine gives a rule 4 threads: torch must still get 2."""
+    before = torch.get_num_threads()
+    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: {0, 1})
+    lines = []
+    try:
+        assert devices.use_threads(4, lines.append) == 2
+        assert torch.get_num_threads() == 2
+        assert devices.use_threads(1, lines.append) == 1
+    finally:
+        torch.set_num_threads(before)
+    assert lines[0] == "threads: 2 (the rule asked 4; 2 CPUs available to this job)"

@@ -51,6 +51,24 @@ def load(config: dict, schema: dict) -> dict:
     return merged
 
 
+def load_files(paths, schema: dict) -> dict:
+    """The config files `paths` laid over each other in order, nested mappings key by key
+    (as snakemake's --configfile does), then `load`ed."""
+    config: dict = {}
+    for path in paths:
+        config = overlay(config, yaml.safe_load(Path(path).read_text()) or {})
+    return load(config, schema)
+
+
+def overlay(base: dict, update: dict) -> dict:
+    """`base` with `update` merged in: nested mappings key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = overlay(merged[key], value) if nested else value
+    return merged
+
+
 def stage_keys(schema: dict) -> dict[int, list[str]]:
     """The hyperparameter keys each stage takes, read from the schema's stage definitions."""
     defs = schema["$defs"]

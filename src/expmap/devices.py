@@ -1,4 +1,5 @@
-"""Which device a job trains on: a GPU no other job of this machine holds, else the CPU.
+"""Which device a job trains on: a GPU no other job of this machine holds, else the CPU; and
+how many CPU threads it may use.
 
 Snakemake's `gpu` resource is only a counter: with `--resources gpu=2` it starts two GPU
 jobs at once but tells neither which GPU to use. `claim_device` picks one by taking an
@@ -60,3 +61,14 @@ def claim_device(lock_dir: str | os.PathLike | None = None, log=print) -> Iterat
             log(f"device: all {len(uuids)} visible GPUs are held by other jobs; waiting")
             waiting = True
         time.sleep(POLL_SECONDS)
+
+
+def use_threads(asked: int, log=print) -> int:
+    """Give torch `asked` threads, but never more than the CPUs this process may run on (its
+    affinity: a SLURM allocation, taskset, a container's cpuset), whatever `--cores` said;
+    more threads than CPUs only makes them wait on each other."""
+    cpus = len(os.sched_getaffinity(0))
+    threads = max(1, min(asked, cpus))
+    torch.set_num_threads(threads)
+    log(f"threads: {threads} (the rule asked {asked}; {cpus} CPUs available to this job)")
+    return threads

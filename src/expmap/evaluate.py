@@ -12,6 +12,7 @@ import torch
 from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches
 from expmap.data.store import PreparedDataset
+from expmap.devices import use_threads
 from expmap.interpret import as_float16, mask_region_share, pattern_map_fidelity
 from expmap.io import atomic_write_csv, atomic_write_json, atomic_write_npz
 from expmap.losses import grayscale
@@ -26,7 +27,7 @@ def head_outputs(checkpoint: dict, head: str, images: np.ndarray, rows: np.ndarr
     [N,1,7,7]; for the EPMG head also the pattern maps and the grey inputs [N,1,224,224]."""
     modules = build_modules(checkpoint, selected_on_validation)
     for module in modules.values():
-        module.to(device).eval()
+        module.to(device, memory_format=torch.channels_last).eval()
     efe, epmg = modules["efe"], modules.get("epmg")
     outputs: dict[str, list[torch.Tensor]] = {"probabilities": [], "masks": [], "patterns": [],
                                               "grey": []}
@@ -100,10 +101,10 @@ def interpretability(outputs: dict[str, dict], labels: np.ndarray, num_classes: 
 def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str, str],
                   predictions: str | os.PathLike, summary: str | os.PathLike,
                   maps: str | os.PathLike | None = None, device: str = "cpu",
-                  threads: int = 1) -> dict:
+                  threads: int = 1, log=print) -> dict:
     """Writes predictions.csv and summary.json (accuracies, confusion, interpretability) and,
     when `maps` is given, an .npz of masks and pattern maps for the figures."""
-    torch.set_num_threads(max(1, threads))
+    use_threads(threads, log)
     dataset = PreparedDataset(prepared)
     data = dataset.fold(fold)
     rows = data.test_index

@@ -28,6 +28,8 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from expmap import checkpoints, diagnostics
 from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler, epoch_generator
 from expmap.data.store import FoldData, PreparedDataset
+from expmap.devices import use_threads
 from expmap.errors import UserError
 from expmap.io import atomic_write_csv
 from expmap.losses import (
@@ -78,6 +81,7 @@ CHOICES = {
     "mining": MININGS,
     "emr_init": EMR_INITS,
     "decoder_init": DECODER_INITS,
+    "precision": ("auto", "fp32", "bf16"),
 }
 
 
@@ -97,6 +101,8 @@ class CommonHyperparameters:
     schedule: str  # "constant" or "cosine" (to 0 at the last step, after warm-up)
     flip: bool
     eval_every: int
+    precision: str  # "auto" (bf16 on a GPU that has it, else fp32), "fp32" or "bf16"
+    compile: bool  # torch.compile the modules
     # Share of the training subjects held out to choose an epoch on; 0 = none. The test set
     # never chooses anything: its accuracy per epoch is recorded for the curves only.
     validation_fraction: float
@@ -163,6 +169,31 @@ class Stage3Hyperparameters(TripletHyperparameters):
 HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3Hyperparameters}
 
 
+# ---------------------------------------------------------------- precision
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """What the modules' forward passes compute in: bfloat16, or None for fp32. "auto" is
+    bf16 on a GPU that supports it and fp32 elsewhere (on a CPU bf16 is slower)."""
+    if precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def forward_precision(precision: str, device: torch.device) -> Callable[[], ContextManager]:
+    """A context in which the modules run at `precision` (autocast; off for fp32)."""
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def as_fp32(outputs: tuple) -> tuple:
+    """A module's named outputs in float32: the losses and metrics are computed in fp32."""
+    return type(outputs)(*(t.float() for t in outputs))
+
+
 # ---------------------------------------------------------------- the three stages
 
 
@@ -175,8 +206,9 @@ class Stage1:
 
     margins: dict[str, tuple[str, float]] = {}  # triplet term -> (symbol, margin)
 
-    def __init__(self, hp: Stage1Hyperparameters, modules: dict[str, nn.Module]):
-        self.modules = modules
+    def __init__(self, hp: Stage1Hyperparameters, modules: dict[str, nn.Module],
+                 precision: Callable[[], ContextManager]):
+        self.modules, self.precision = modules, precision
         self.efe = modules["efe"]
         # what is clipped and reported: model -> its trainable parts
         self.parts = {"efe": {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
@@ -193,7 +225,8 @@ class Stage1:
         self.efe.train()
 
     def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
-        out = self.efe(images)
+        with self.precision():
+            out = as_fp32(self.efe(images))
         return stage1_loss(out.logits, labels, out.mask), out.logits
 
     def predict(self, images):
@@ -203,8 +236,9 @@ class Stage1:
 class Stage2(Stage1):
     """EFE minus its frozen convs, plus EMR, with L_EMR."""
 
-    def __init__(self, hp: Stage2Hyperparameters, modules: dict[str, nn.Module]):
-        super().__init__(hp, modules)
+    def __init__(self, hp: Stage2Hyperparameters, modules: dict[str, nn.Module],
+                 precision: Callable[[], ContextManager]):
+        super().__init__(hp, modules, precision)
         self.emr = modules["emr"]
         self.parts["emr"] = {"rnn": self.emr}
         self.weights = EMRWeights(hp.lambda1, hp.lambda2, hp.lambda3, hp.alpha, hp.triplets)
@@ -226,8 +260,9 @@ class Stage2(Stage1):
         self.emr.train()
 
     def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
-        out = self.efe(images)
-        emr = self.emr(out.mask)
+        with self.precision():
+            out = as_fp32(self.efe(images))
+        emr = self.emr(out.mask)  # a small RNN, kept in fp32
         return stage2_loss(out.logits, out.mask, emr.refined, emr.h, labels,
                            self.weights), out.logits
 
@@ -235,8 +270,9 @@ class Stage2(Stage1):
 class Stage3:
     """EPMG alone on the features of the frozen EFE, with L_EPMG."""
 
-    def __init__(self, hp: Stage3Hyperparameters, modules: dict[str, nn.Module]):
-        self.modules = modules
+    def __init__(self, hp: Stage3Hyperparameters, modules: dict[str, nn.Module],
+                 precision: Callable[[], ContextManager]):
+        self.modules, self.precision = modules, precision
         self.efe, self.emr, self.epmg = modules["efe"], modules["emr"], modules["epmg"]
         self.efe.requires_grad_(False)
         self.emr.requires_grad_(False)
@@ -256,9 +292,10 @@ class Stage3:
         self.epmg.train()
 
     def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
-        with torch.no_grad():
-            features = self.efe(images).features
-        out = self.epmg(features)
+        with self.precision():
+            with torch.no_grad():
+                features = self.efe(images).features
+            out = as_fp32(self.epmg(features))
         return stage3_loss(out.embedding, out.logits, out.pattern, images, labels,
                            self.weights), out.logits
 
@@ -575,8 +612,11 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
     modules, width = initial_modules(stage, hp, data, model, init_checkpoint,
                                      lambda line: log(f"{context}: {line}"))
     for module in modules.values():
-        module.to(device)
-    runner = STAGES[stage](hp, modules)
+        # channels_last: the convolutions' fast layout on GPUs and, measured, on CPUs too
+        module.to(device, memory_format=torch.channels_last)
+        if hp.compile:
+            module.compile()
+    runner = STAGES[stage](hp, modules, forward_precision(hp.precision, device))
     train_rows, validation_rows = split_validation(data.train_index, data.subjects,
                                                    hp.validation_fraction)
     loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)),
@@ -586,7 +626,9 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
     log(f"{loop.context}: {len(train_rows)} training, {len(validation_rows)} validation and "
         f"{len(data.test_index)} test images, {data.num_classes} classes, "
         f"{len(loop.sampler)} steps per epoch, {parameters:,} trainable parameters, "
-        f"{hp.optimizer} optimizer, device {device}")
+        f"{hp.optimizer} optimizer, device {device}, "
+        f"{'bf16' if autocast_dtype(hp.precision, device) else 'fp32'} forward passes"
+        + (", compiled" if hp.compile else ""))
     return loop, width
 
 
@@ -596,7 +638,7 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
                 model: dict | None = None, threads: int = 1, device: str = "cpu",
                 log: Callable[[str], None] = print) -> None:
     hp = HYPERPARAMETERS[stage].from_dict(hp)
-    torch.set_num_threads(max(1, threads))
+    use_threads(threads, log)
     init_checkpoint = checkpoints.load_checkpoint(init) if init else None
     loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
                              torch.device(device), log)

@@ -18,6 +18,7 @@ with job_log(snakemake.log[0]) as log, claim_device(log=log) as device:
         maps=snakemake.output.maps,
         device=device,
         threads=snakemake.threads,
+        log=log,
     )
     for head, result in summary["heads"].items():
         log(f"{head}: accuracy {result['accuracy']:.4f}")

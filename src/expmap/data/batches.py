@@ -25,7 +25,8 @@ def to_device(pixels: torch.Tensor, device: torch.device | str,
     batch = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     if flip is not None:
         batch = torch.where(flip.to(device).view(-1, 1, 1, 1), batch.flip(3), batch)
-    return batch
+    # NHWC in memory, as the modules' weights (train.build_loop): a no-op after the permute
+    return batch.contiguous(memory_format=torch.channels_last)
 
 
 def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device | str,
