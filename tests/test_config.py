@@ -200,3 +200,43 @@ def test_classes_are_checked_against_the_data():
     cfg.check_classes("ckplus", ["a", "b"], ["a", "b"])
     with pytest.raises(cfg.ConfigError, match=r"^datasets.ckplus.classes = \['b', 'a'\]"):
         cfg.check_classes("ckplus", ["b", "a"], ["a", "b"])
+
+
+REPORT_CODE = {"stage2": {"lambda2": 100.0, "lambda3": 100.0, "frozen_convs": 5},
+               "datasets": ["ckplus", "rafdb"]}
+
+
+def test_a_variant_is_the_default_with_its_overlay_and_owns_only_what_it_changes():
+    def change(config):
+        config["variants"] = {"report_code": REPORT_CODE,
+                              "sharper": {"all_stages": {"lambda4": 0.5}}}
+    runs = cfg.variant_runs(merged(change), SCHEMA)
+    assert list(runs["ckplus"]) == ["default", "report_code", "sharper"]
+    assert "report_code" not in runs["oulu_casia"]  # restricted by its datasets
+    report = runs["ckplus"]["report_code"]["train"]
+    assert report["stage2"]["frozen_convs"] == 5
+    assert report["stage3"] == runs["ckplus"]["default"]["train"]["stage3"]
+    assert runs["ckplus"]["sharper"]["train"]["stage3"]["lambda4"] == 0.5
+    owners = {variant: [cfg.stage_owner(runs["ckplus"], variant, stage) for stage in (1, 2, 3)]
+              for variant in runs["ckplus"]}
+    assert owners == {"default": ["default"] * 3,
+                      "report_code": ["default", "report_code", "report_code"],
+                      "sharper": ["default", "default", "sharper"]}
+    assert cfg.differences(runs["ckplus"], "report_code") == {
+        "stage2.lambda2": 100.0, "stage2.lambda3": 100.0, "stage2.frozen_convs": 5}
+
+
+@pytest.mark.parametrize("variant, line", [
+    ({"stage2": {"lamda2": 1.0}}, "variants.v.stage2.lamda2: unknown key; did you mean lambda2?"),
+    ({"stage4": {}}, "variants.v.stage4: unknown key; did you mean stage3?"),
+])
+def test_a_wrong_variant_is_one_line(variant, line):
+    message = error_of(lambda config: config.update(variants={"v": variant}))
+    assert message.startswith(line)
+
+
+def test_a_variant_of_an_unknown_dataset_is_one_line():
+    config = merged(lambda c: c.update(variants={"v": {"datasets": ["ckpuls"]}}))
+    with pytest.raises(cfg.ConfigError, match="^variants.v.datasets: unknown dataset 'ckpuls'; "
+                                               "did you mean ckplus"):
+        cfg.variant_runs(config, SCHEMA)

@@ -7,7 +7,7 @@ import torch
 from conftest import PAPER, stage_hyperparameters
 
 from expmap.checkpoints import load_checkpoint
-from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler
+from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.evaluate import evaluate_fold
 from expmap.train import TrainingError, train_stage
 
@@ -192,3 +192,29 @@ def test_evaluation_reads_the_epmg_checkpoint_whatever_the_order_of_heads(
                                                          "stage3": stage3},
                                      tmp_path / "predictions.csv", tmp_path / "summary.json")
     assert "epmg_selected_on_validation" in summary["heads"]
+
+
+def test_balanced_sampler_draws_every_class_equally_often():
+    """AffectNet-like imbalance (9:1): the balanced sampler's epoch holds as many images as
+    the training set, half of each class, all of the small class's images among them."""
+    labels = np.array([0] * 90 + [1] * 10)
+    rows = np.arange(100, 200)
+    sampler = BalancedBatchSampler(rows, labels, batch_size=16, seed=0)
+    sampler.set_epoch(3)
+    batches = list(sampler)
+    drawn = np.concatenate(batches)
+    assert len(batches) == len(sampler) == 7 and len(drawn) == 100
+    assert list(np.bincount(labels[drawn - 100])) == [50, 50]
+    assert set(drawn[labels[drawn - 100] == 1]) == set(range(190, 200))
+    sampler.set_epoch(3)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, sampler))  # seeded
+
+
+def test_stage1_takes_the_sampler_the_config_names():
+    from expmap.train import HYPERPARAMETERS, Stage1
+
+    labels = np.array([0, 0, 0, 1])
+    for name, kind in (("shuffle", ShuffledBatchSampler), ("balanced", BalancedBatchSampler)):
+        hp = HYPERPARAMETERS[1].from_dict(stage_hyperparameters(1, sampler=name))
+        sampler = Stage1.sampler(hp, np.arange(4), labels)
+        assert type(sampler) is kind

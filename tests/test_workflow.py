@@ -46,7 +46,8 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.slow
 def test_whole_pipeline_writes_the_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/tables/accuracy.csv")
-    assert list(table.columns) == ["dataset", "method", "accuracy", "std", "n_folds", "source"]
+    assert list(table.columns) == ["dataset", "method", "accuracy", "std", "pooled", "n_folds",
+                                   "source"]
     ours = table[(table["dataset"] == "synthetic") & (table["method"] == "Ours (this run)")]
     assert len(ours) == 1
     assert ours["source"].item() == "this run"
@@ -96,7 +97,7 @@ def test_a_stage3_value_reruns_stage3_and_what_follows(tiny_run, tmp_path):
                                          "      stage3: {lambda4: 0.5}\n")
     jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, change)))
     assert jobs == Counter(train_stage3=2, evaluate=2, aggregate=1, module_tables=1, figures=1,
-                           all=1)
+                           variants_table=1, all=1)
 
 
 @pytest.mark.slow
@@ -105,7 +106,36 @@ def test_a_stage1_value_reruns_stages_1_to_3_never_prepare(tiny_run, tmp_path):
                                          "      stage1: {lr: 0.02}\n")
     jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, change)))
     assert jobs == Counter(train_stage1=2, train_stage2=2, train_stage3=2, evaluate=2,
-                           aggregate=1, module_tables=1, figures=1, all=1)
+                           aggregate=1, module_tables=1, figures=1, variants_table=1, all=1)
+
+
+VARIANTS = """variants:
+  sharper_maps:
+    stage3: {lambda4: 0.5}
+  wider_margin:
+    stage2: {alpha: 0.3}
+"""
+
+
+@pytest.mark.slow
+def test_variants_train_only_the_stages_they_change(tiny_run, tmp_path):
+    """Beside a finished default run, a stage-3 variant and a stage-2 variant: per fold (two
+    run) no stage 1, one stage 2, two stage 3 and two evaluate jobs."""
+    jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, overlay(tmp_path, "variants",
+                                                                        VARIANTS))))
+    assert jobs == Counter(train_stage2=2, train_stage3=4, evaluate=4, figures=2,
+                           variants_table=1, all=1)
+
+
+@pytest.mark.slow
+def test_a_variant_reads_the_default_s_checkpoints_where_it_shares_them(tiny_run, tmp_path):
+    result = snakemake(tiny_run, "-n", "-p", "--forceall", "--rerun-triggers", "mtime",
+                       overlays=(TINY, overlay(tmp_path, "variants", VARIANTS)))
+    text = result.stdout + result.stderr
+    evaluate = [block for block in text.split("\n\n") if "rule evaluate:" in block
+                and "sharper_maps/fold0" in block][0]
+    assert "results/synthetic/default/fold0/stage2.pt" in evaluate
+    assert "results/synthetic/sharper_maps/fold0/stage3.pt" in evaluate
 
 
 @pytest.mark.parametrize(("name", "text", "line"), [

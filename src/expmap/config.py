@@ -93,6 +93,58 @@ def _merged_stage(config: dict, name: str, stage: int, keys: list[str]) -> dict:
     return merged
 
 
+DEFAULT_VARIANT = "default"  # the configuration as written, without any variant
+
+
+def variant_runs(config: dict, schema: dict) -> dict[str, dict[str, dict]]:
+    """benchmark -> variant -> {"model", "train"} of a `load`ed config: "default" first,
+    then each entry of `variants:` that applies to the benchmark (its `datasets`, else all),
+    its overlay laid on the default's merged values as a dataset's own train block is."""
+    keys = stage_keys(schema)
+    runs = {name: {DEFAULT_VARIANT: {"model": config["datasets"][name]["model"],
+                                     "train": config["datasets"][name]["train"]}}
+            for name in config["benchmarks"]}
+    for variant, overlay in config.get("variants", {}).items():
+        for name in overlay.get("datasets", config["benchmarks"]):
+            if name not in config["datasets"]:
+                raise ConfigError(f"variants.{variant}.datasets: unknown dataset {name!r}"
+                                  f"{_suggestion(name, config['datasets'])}")
+            if name in runs:
+                runs[name][variant] = _variant(runs[name][DEFAULT_VARIANT], overlay, keys)
+    return runs
+
+
+def _variant(default: dict, overlay: dict, keys: dict[int, list[str]]) -> dict:
+    shared = overlay.get("all_stages", {})
+    return {"model": {**default["model"], **overlay.get("model", {})},
+            "train": {f"stage{stage}": {**default["train"][f"stage{stage}"],
+                                        **{k: v for k, v in shared.items() if k in keys[stage]},
+                                        **overlay.get(f"stage{stage}", {})}
+                      for stage in STAGES}}
+
+
+def stage_owner(runs: dict[str, dict], variant: str, stage: int) -> str:
+    """The variant whose stage-`stage` checkpoint `variant` uses: the first (default first)
+    whose model and hyperparameters of stages 1 to `stage` equal its own. A stage is thus
+    trained once for every variant that gives it the same inputs."""
+    def inputs(name: str) -> str:
+        run = runs[name]
+        return canonical_json({"model": run["model"],
+                               "train": [run["train"][f"stage{s}"] for s in range(1, stage + 1)]})
+    own = inputs(variant)
+    return next(name for name in runs if inputs(name) == own)
+
+
+def differences(runs: dict[str, dict], variant: str) -> dict:
+    """The keys in which `variant` differs from the default, as "stageN.key" or "model.key"."""
+    default, run = runs[DEFAULT_VARIANT], runs[variant]
+    changed = {f"model.{k}": v for k, v in run["model"].items() if default["model"].get(k) != v}
+    for block, values in run["train"].items():
+        changed.update({f"{block}.{k}": v for k, v in values.items()
+                        if default["train"][block].get(k) != v})
+    return changed
+
+
 def fold_names(dataset: dict) -> list[str]:
     """All folds of a merged dataset: fold0..fold<k-1> for k folds, else the official "test"."""
     folds = dataset.get("options", {}).get("folds")

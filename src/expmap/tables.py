@@ -1,7 +1,9 @@
 """The paper's accuracy table (SPEC §5) with this run's results beside it.
 
-accuracy.csv: one row per dataset and method; columns dataset, method, accuracy (percent),
-std (over folds), n_folds, source ("paper" or "this run").
+accuracy.csv: one row per dataset and method; columns dataset, method, accuracy (percent,
+mean over folds), std (over folds), pooled (percent of every test image of the folds
+together: the paper does not say which of the two it reports), n_folds, source ("paper" or
+"this run").
 accuracy.md: the paper's layout, a column pair per benchmark, comparators first, then
 "Ours (paper)" and "Ours (this run)"; then every dataset of the run (the synthetic demo
 included) with each head: EPMG (the paper's classifier) and the EFE head after stages 1
@@ -47,13 +49,13 @@ HEADS = {
     "efe_stage1": "EFE, stage 1 (this run)",
 }
 OURS_RUN = HEADS["epmg"]
-COLUMNS = ["dataset", "method", "accuracy", "std", "n_folds", "source"]
+COLUMNS = ["dataset", "method", "accuracy", "std", "pooled", "n_folds", "source"]
 
 
 def paper_rows() -> pd.DataFrame:
     return pd.DataFrame(
         [{"dataset": dataset, "method": method, "accuracy": float(accuracy), "std": np.nan,
-          "n_folds": pd.NA, "source": "paper"}
+          "pooled": np.nan, "n_folds": pd.NA, "source": "paper"}
          for dataset, rows in PAPER.items() for method, accuracy in rows],
         columns=COLUMNS)
 
@@ -62,13 +64,16 @@ def run_rows(summaries: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
     """Mean and standard deviation over folds, in percent, of every head of every dataset."""
     rows = []
     for dataset, paths in summaries.items():
-        folds = [json.loads(Path(path).read_text())["heads"] for path in paths]
+        folds = [json.loads(Path(path).read_text()) for path in paths]
         for head, method in HEADS.items():
-            accuracies = 100 * np.array([fold[head]["accuracy"] for fold in folds if head in fold])
+            done = [fold for fold in folds if head in fold["heads"]]
+            accuracies = 100 * np.array([fold["heads"][head]["accuracy"] for fold in done])
+            tested = np.array([fold["n_test"] for fold in done])
             if len(accuracies):
                 rows.append({"dataset": dataset, "method": method,
                              "accuracy": accuracies.mean(),
                              "std": accuracies.std(ddof=1) if len(accuracies) > 1 else np.nan,
+                             "pooled": (accuracies * tested).sum() / max(1, tested.sum()),
                              "n_folds": len(accuracies), "source": "this run"})
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -76,11 +81,13 @@ def run_rows(summaries: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
 def accuracy_table(summaries: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
     table = pd.concat([paper_rows(), run_rows(summaries)], ignore_index=True)
     table["n_folds"] = table["n_folds"].astype("Int64")
-    return table.round({"accuracy": 4, "std": 4})
+    return table.round({"accuracy": 4, "std": 4, "pooled": 4})
 
 
 def _result(row: pd.Series) -> str:
     folds = f"{row['n_folds']} fold{'s' if row['n_folds'] != 1 else ''}"
+    if row["n_folds"] > 1:
+        folds += f"; pooled {row['pooled']:.2f}"
     spread = f" ± {row['std']:.2f}" if pd.notna(row["std"]) else ""
     return f"{row['accuracy']:.2f}{spread} ({folds})"
 
@@ -89,7 +96,9 @@ def markdown(table: pd.DataFrame) -> str:
     ours = table[table["source"] == "this run"].set_index(["dataset", "method"])
     lines = ["# Accuracy (%)", "",
              "The paper's table (SPEC §5) with this run's EPMG accuracy beside "
-             f'"{OURS_PAPER}": mean ± standard deviation over folds.', "",
+             f'"{OURS_PAPER}": mean ± standard deviation over folds, and the accuracy '
+             "over the folds' test images pooled (the paper does not say which it reports).",
+             "",
              "|" + "".join(f" {title} | |" for title in BENCHMARKS.values()),
              "|" + "---|" * 2 * len(BENCHMARKS)]
     for position in range(len(PAPER["ckplus"])):
@@ -248,3 +257,58 @@ def write_module_tables(summaries: dict[str, list[str | os.PathLike]],
     atomic_write_text(out["interpretability_md"], interpretability_markdown(measures))
     for row in measures.to_dict("records"):
         log(f"{row['dataset']}: " + ", ".join(f"{m} {row[m]}" for m in INTERPRETABILITY))
+
+
+# ---------------------------------------------------------------- variants
+
+VARIANT_MEASURES = ("span_ratio", "invariance_gain")
+
+
+def variants_table(summaries: dict[str, list[str | os.PathLike]],
+                   differences: dict[str, dict]) -> pd.DataFrame:
+    """One row per "<dataset>/<variant>" key of `summaries`: each head's accuracy (mean and
+    std over folds, percent), the folds, the maps' span ratio and invariance gain, and the
+    keys in which the variant differs from default (`differences`, per key)."""
+    accuracy = run_rows(summaries).set_index(["dataset", "method"])
+    maps = interpretability_table(summaries).set_index("dataset")
+    rows = []
+    for key in summaries:
+        dataset, variant = key.split("/", 1)
+        row = {"dataset": dataset, "variant": variant}
+        for head, method in HEADS.items():
+            found = accuracy.loc[(key, method)] if (key, method) in accuracy.index else None
+            row[f"{head}_accuracy"] = np.nan if found is None else found["accuracy"]
+            row[f"{head}_std"] = np.nan if found is None else found["std"]
+        row["n_folds"] = maps.loc[key, "n_folds"]
+        row.update({measure: maps.loc[key, measure] for measure in VARIANT_MEASURES})
+        row["differs_in"] = "; ".join(f"{k}={json.dumps(v)}"
+                                      for k, v in sorted(differences.get(key, {}).items()))
+        rows.append(row)
+    return pd.DataFrame(rows).round(4)
+
+
+def variants_markdown(table: pd.DataFrame) -> str:
+    heads = list(HEADS.values())
+    lines = ["# Variants (accuracy %, mean ± std over folds)", "",
+             "Each variant beside the configuration as written (default); the last column "
+             "names what it changes.", "",
+             "| dataset | variant | " + " | ".join(heads)
+             + " | folds | maps: span ratio | maps: invariance gain | differs in |",
+             "|---|---|" + "---|" * (len(heads) + 4)]
+    for row in table.to_dict("records"):
+        cells = [_cell(row[f"{head}_accuracy"], row[f"{head}_std"], digits=2)
+                 for head in HEADS]
+        lines.append(f"| {row['dataset']} | {row['variant']} | " + " | ".join(cells)
+                     + f" | {row['n_folds']} | {_cell(row['span_ratio'])} | "
+                     f"{_cell(row['invariance_gain'], digits=1)} | "
+                     f"{row['differs_in'] or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_variants_table(summaries: dict[str, list[str | os.PathLike]],
+                         differences: dict[str, dict], csv: str | os.PathLike,
+                         md: str | os.PathLike, log: Callable[[str], None] = print) -> None:
+    table = variants_table(summaries, differences)
+    atomic_write_csv(csv, table)
+    atomic_write_text(md, variants_markdown(table))
+    log(f"wrote {csv} and {md}: {len(table)} dataset/variant rows")

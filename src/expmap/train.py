@@ -40,7 +40,12 @@ from torch import nn
 
 from expmap import checkpoints, diagnostics
 from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches, prefetched, to_device
-from expmap.data.sampling import ShuffledBatchSampler, TripletBatchSampler, epoch_generator
+from expmap.data.sampling import (
+    BalancedBatchSampler,
+    ShuffledBatchSampler,
+    TripletBatchSampler,
+    epoch_generator,
+)
 from expmap.data.store import FoldData, PreparedDataset
 from expmap.devices import use_threads
 from expmap.errors import UserError
@@ -82,6 +87,7 @@ CHOICES = {
     "emr_init": EMR_INITS,
     "decoder_init": DECODER_INITS,
     "precision": ("auto", "fp32", "bf16"),
+    "sampler": ("shuffle", "balanced"),
 }
 
 
@@ -130,6 +136,7 @@ class CommonHyperparameters:
 @dataclass(frozen=True)
 class Stage1Hyperparameters(CommonHyperparameters):
     batch_size: int
+    sampler: str  # "shuffle" (every image once per epoch) or "balanced" (classes equally)
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,8 @@ class Stage1:
 
     @staticmethod
     def sampler(hp, rows: np.ndarray, labels: np.ndarray) -> ShuffledBatchSampler:
+        if hp.sampler == "balanced":
+            return BalancedBatchSampler(rows, labels[rows], hp.batch_size, hp.seed)
         return ShuffledBatchSampler(rows, hp.batch_size, hp.seed)
 
     def param_groups(self, hp) -> list[dict]:

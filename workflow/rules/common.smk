@@ -1,5 +1,6 @@
 # Config merging and validation, start-up checks, paths, and the helpers rules call.
 
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +19,11 @@ except expmap.config.ConfigError as error:
 
 DATASETS = config["datasets"]
 BENCHMARKS = config["benchmarks"]
-VARIANT = "default"  # named hyperparameter variants come here next
+try:  # benchmark -> variant -> {model, train}: "default" and the config's `variants:`
+    RUNS = expmap.config.variant_runs(config, SCHEMA)
+except expmap.config.ConfigError as error:
+    raise SystemExit(f"config error: {error}")
+VARIANTS = sorted({variant for runs in RUNS.values() for variant in runs})
 
 PREPARED = "results/{dataset}/prepared"
 RUN = "results/{dataset}/{variant}/{fold}"
@@ -34,7 +39,7 @@ EVALUATE_THREADS = 2
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    variant=VARIANT,
+    variant="|".join(re.escape(variant) for variant in VARIANTS),
     fold=r"fold\d+|test",
 
 
@@ -88,13 +93,39 @@ def final_outputs():
     tables = [f"{TABLES}/accuracy.csv", f"{TABLES}/accuracy.md"] + [
         f"{TABLES}/{name}.{kind}" for name in MODULE_TABLES for kind in ("csv", "md")
     ]
-    figures = expand(FIGURE, dataset=BENCHMARKS, variant=VARIANT, figure=FIGURES)
-    return tables + figures
+    figures = [
+        FIGURE.format(dataset=name, variant=variant, figure=figure)
+        for name in BENCHMARKS
+        for variant in RUNS[name]
+        for figure in FIGURES
+    ]
+    variants = [f"{TABLES}/variants.{kind}" for kind in ("csv", "md")]
+    return tables + variants + figures
 
 
-def fold_files(name, file):
-    """One file of every fold run for dataset `name`, e.g. fold_files(name, "summary.json")."""
-    return expand(f"{RUN}/{file}", dataset=name, variant=VARIANT, fold=folds(name))
+def fold_files(name, file, variant=expmap.config.DEFAULT_VARIANT):
+    """One file of every fold run for dataset `name` and `variant`, e.g.
+    fold_files(name, "summary.json")."""
+    return expand(f"{RUN}/{file}", dataset=name, variant=variant, fold=folds(name))
+
+
+def owner(wildcards, stage):
+    """The variant that trains stage `stage` for this one (itself, or the first whose
+    inputs to the stage are equal)."""
+    return expmap.config.stage_owner(RUNS[wildcards.dataset], wildcards.variant, stage)
+
+
+def stage_checkpoint(stage):
+    """Input function: this fold's stage-`stage` checkpoint, from the variant that owns the
+    stage."""
+
+    def checkpoint(wildcards):
+        folder = RUN.format(
+            dataset=wildcards.dataset, variant=owner(wildcards, stage), fold=wildcards.fold
+        )
+        return f"{folder}/stage{stage}.pt"
+
+    return checkpoint
 
 
 def module_table_inputs(wildcards):
@@ -108,15 +139,39 @@ def module_table_inputs(wildcards):
 
 def figure_inputs(wildcards):
     """figures' inputs: every fold's metrics of the three stages, summaries and maps."""
-    name = wildcards.dataset
+    name, variant = wildcards.dataset, wildcards.variant
     inputs = {
-        f"stage{stage}": fold_files(name, f"stage{stage}_metrics.csv")
+        f"stage{stage}": fold_files(
+            name,
+            f"stage{stage}_metrics.csv",
+            expmap.config.stage_owner(RUNS[name], variant, stage),
+        )
         for stage in (1, 2, 3)
     }
-    inputs["summaries"] = fold_files(name, "summary.json")
-    inputs["maps"] = fold_files(name, "maps.npz")
+    inputs["summaries"] = fold_files(name, "summary.json", variant)
+    inputs["maps"] = fold_files(name, "maps.npz", variant)
     inputs["images"] = f"{PREPARED.format(dataset=name)}/images.npy"
     return inputs
+
+
+def variant_summaries(wildcards):
+    """variants_table's inputs, named <dataset>/<variant>: every fold's summary.json."""
+    return {
+        f"{name}/{variant}": fold_files(name, "summary.json", variant)
+        for name in BENCHMARKS
+        for variant in RUNS[name]
+    }
+
+
+def variant_differences():
+    """Per <dataset>/<variant>, the keys in which it differs from default (a JSON string)."""
+    return expmap.config.canonical_json(
+        {
+            f"{name}/{variant}": expmap.config.differences(RUNS[name], variant)
+            for name in BENCHMARKS
+            for variant in RUNS[name]
+        }
+    )
 
 
 def summaries_by_dataset(wildcards):
@@ -150,20 +205,23 @@ def stage_hyperparameters(stage):
     """The params of train_stage<stage>: exactly that stage's merged hyperparameters."""
 
     def hyperparameters(wildcards):
-        return expmap.config.canonical_json(
-            DATASETS[wildcards.dataset]["train"][f"stage{stage}"]
-        )
+        return expmap.config.canonical_json(run(wildcards)["train"][f"stage{stage}"])
 
     return hyperparameters
 
 
+def run(wildcards):
+    """This job's variant of its dataset: {"model", "train"}."""
+    return RUNS[wildcards.dataset][wildcards.variant]
+
+
 def model_settings(wildcards):
-    return expmap.config.canonical_json(DATASETS[wildcards.dataset]["model"])
+    return expmap.config.canonical_json(run(wildcards)["model"])
 
 
 def stage1_inputs(wildcards):
     inputs = prepared_files(wildcards)
-    weights = DATASETS[wildcards.dataset]["model"]["weights"]
+    weights = run(wildcards)["model"]["weights"]
     if weights:
         inputs["weights"] = weights
     return inputs

@@ -6,9 +6,9 @@
 rule evaluate:
     input:
         unpack(prepared_files),
-        stage1=f"{RUN}/stage1.pt",
-        stage2=f"{RUN}/stage2.pt",
-        stage3=f"{RUN}/stage3.pt",
+        stage1=stage_checkpoint(1),
+        stage2=stage_checkpoint(2),
+        stage3=stage_checkpoint(3),
     output:
         predictions=f"{RUN}/predictions.csv",
         summary=f"{RUN}/summary.json",

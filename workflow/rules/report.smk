@@ -24,6 +24,26 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
+rule variants_table:
+    input:
+        unpack(variant_summaries),
+    output:
+        csv=report(
+            f"{TABLES}/variants.csv",
+            caption="../report/variants.rst",
+            category="Variants",
+        ),
+        markdown=f"{TABLES}/variants.md",
+    log:
+        "results/logs/variants_table.log",
+    conda:
+        "../../envs/expmap.yaml"
+    params:
+        differences=variant_differences(),
+    script:
+        "../scripts/variants_table.py"
+
+
 rule module_tables:
     input:
         unpack(module_table_inputs),

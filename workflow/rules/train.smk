@@ -1,5 +1,7 @@
 # The three training stages of one fold (SPEC §3). Each stage's params are exactly its
 # own merged hyperparameters, so editing a stage-N value reruns stage N and what follows.
+# A variant trains only the stages it changes: a stage's input checkpoint comes from the
+# variant that owns the previous stage (common.smk, owner).
 # Resumable per-epoch state lives in state_stageN/, not a declared output: a failed job
 # keeps it and the rerun continues from the last finished epoch.
 
@@ -31,7 +33,7 @@ rule train_stage1:
 rule train_stage2:
     input:
         unpack(prepared_files),
-        init=f"{RUN}/stage1.pt",
+        init=stage_checkpoint(1),
     output:
         checkpoint=f"{RUN}/stage2.pt",
         metrics=f"{RUN}/stage2_metrics.csv",
@@ -55,7 +57,7 @@ rule train_stage2:
 rule train_stage3:
     input:
         unpack(prepared_files),
-        init=f"{RUN}/stage2.pt",
+        init=stage_checkpoint(2),
     output:
         checkpoint=f"{RUN}/stage3.pt",
         metrics=f"{RUN}/stage3_metrics.csv",

@@ -67,3 +67,34 @@ class TripletBatchSampler:
                     chosen = torch.randint(len(pool), (self.t,), generator=generator)
                 batch.append(pool[chosen.numpy()])
             yield np.concatenate(batch)
+
+
+class BalancedBatchSampler(ShuffledBatchSampler):
+    """As many images per epoch as the training set holds, in shuffled batches of
+    `batch_size`, every class drawn equally often: a class's images are taken in a random
+    order, again from the start once all were taken (so a small class repeats and a large
+    one is subsampled). For training sets much more unbalanced than their test sets
+    (AffectNet's)."""
+
+    def __init__(self, indices: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        super().__init__(indices, batch_size, seed)
+        labels = np.asarray(labels)
+        self.pools = [self.indices[labels == c] for c in np.unique(labels)]
+
+    def __iter__(self):
+        generator = epoch_generator(self.seed, self.epoch)
+        n, k = len(self.indices), len(self.pools)
+        counts = np.full(k, n // k)
+        counts[torch.randperm(k, generator=generator)[: n % k].numpy()] += 1
+        drawn = [self._cycled(pool, count, generator) for pool, count in zip(self.pools, counts)]
+        chosen = np.concatenate(drawn)
+        shuffled = chosen[torch.randperm(n, generator=generator).numpy()]
+        for start in range(0, n, self.batch_size):
+            yield shuffled[start:start + self.batch_size]
+
+    @staticmethod
+    def _cycled(pool: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
+        rounds = -(-count // len(pool))
+        orders = [pool[torch.randperm(len(pool), generator=generator).numpy()]
+                  for _ in range(rounds)]
+        return np.concatenate(orders)[:count] if orders else pool[:0]
