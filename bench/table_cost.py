@@ -103,8 +103,7 @@ def pipe_table(rows: list[dict]) -> str:
 
 def full_width_flops(stage: int, hp: dict) -> float:
     """FLOPs per image of a full-width VGG-16 training step of `stage` (t = 2 per class)."""
-    values = {**hp, "precision": "fp32", "compile": False}
-    hp = HYPERPARAMETERS[stage].from_dict(values)
+    hp = HYPERPARAMETERS[stage].from_dict(hp)
     labels = torch.arange(CLASSES).repeat(2)
     return stage_flops(stage, hp, 1.0, labels)
 

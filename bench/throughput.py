@@ -20,7 +20,6 @@ Stages 2 and 3 draw t images of each of 8 classes per batch: t = batch / 8.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import sys
@@ -36,11 +35,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from expmap import checkpoints
 from expmap import config as cfg
-from expmap.data.batches import prefetched, to_device
+from expmap.data.batches import image_batch, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler
 from expmap.data.store import StoreWriter, write_prepared
 from expmap.model import STACK, build_stack
-from expmap.train import HYPERPARAMETERS, STAGES, autocast_dtype, build_loop, train_one_epoch
+from expmap.train import HYPERPARAMETERS, STAGES, build_loop, precision_name, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 8
@@ -172,12 +171,11 @@ def stage_flops(stage: int, hp, width: float, labels: torch.Tensor) -> float:
     return counter.get_total_flops() / len(labels)
 
 
-def resident_batch(loop, batch: int):
+def resident_batch(loop):
     """A training batch already on the device (the sampler's first), as the loop sees it."""
     loop.sampler.set_epoch(0)
-    rows = next(iter(loop.sampler))[:batch]
-    pixels = torch.from_numpy(np.ascontiguousarray(loop.data.images[rows]))
-    return to_device(pixels, loop.device), loop.labels[rows]
+    rows = next(iter(loop.sampler))
+    return image_batch(loop.data.images, rows, loop.device), loop.labels[rows]
 
 
 def hyperparameters(stage: int, args, defaults: dict) -> dict:
@@ -188,19 +186,19 @@ def hyperparameters(stage: int, args, defaults: dict) -> dict:
         hp["batch_size"] = args.batch
     else:
         hp.update(t=max(1, args.batch // CLASSES), iterations=args.steps)
-    keys = {field.name for field in dataclasses.fields(HYPERPARAMETERS[stage])}
-    return {key: value for key, value in hp.items() if key in keys}
+    return hp
 
 
-def measure_stage(stage: int, args, store: Path, init: dict | None, device: torch.device):
+def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | None,
+                  device: torch.device):
     """(the stage's figures, its checkpoint for the next stage)."""
-    hp = hyperparameters(stage, args, default_hyperparameters())
+    hp = hyperparameters(stage, args, defaults)
     model = {"width": args.width, "weights": None}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     loop, width = build_loop(stage, HYPERPARAMETERS[stage].from_dict(hp), store, "fold0", init,
                              model if stage == 1 else None, device, log=lambda line: None)
-    images, labels = resident_batch(loop, len(next(iter(loop.sampler))))
+    images, labels = resident_batch(loop)
     measured = rates(loop, images, labels, args.rounds)
     loop_images = measured["loop_images_per_s"]
     flops = stage_flops(stage, loop.hp, args.width, labels)
@@ -212,11 +210,6 @@ def measure_stage(stage: int, args, store: Path, init: dict | None, device: torc
     checkpoint = checkpoints.make_checkpoint(stage, loop.runner.modules,
                                              loop.data.class_names, width, {}, run_id="bench")
     return figures, checkpoint
-
-
-def precision_name(precision: str, device: torch.device) -> str:
-    """What `precision` ("auto" included) computes in on `device`: "bf16" or "fp32"."""
-    return "bf16" if autocast_dtype(precision, device) == torch.bfloat16 else "fp32"
 
 
 def reader_rate(store: Path, batch: int, device: torch.device, epochs: int) -> float:
@@ -269,16 +262,16 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "precision": None, "width": args.width, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "stages": {}}
+              "precision": precision_name(args.precision, device), "width": args.width,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "stages": {}}
     with tempfile.TemporaryDirectory(prefix="expmap-bench-") as folder:
         # enough training rows (two folds of three) for `steps` stage-1 batches
         store = write_store(Path(folder) / "prepared", FOLDS * args.batch * args.steps // 2)
-        init = None
+        defaults, init = default_hyperparameters(), None
         for stage in (1, 2, 3):
-            result["stages"][str(stage)], init = measure_stage(stage, args, store, init, device)
+            result["stages"][str(stage)], init = measure_stage(stage, args, defaults, store, init,
+                                                               device)
         result["reader_images_per_s"] = reader_rate(store, args.batch, device, args.rounds)
-    result["precision"] = precision_name(args.precision, device)
     print_table(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -188,6 +188,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else None
 
 
+def precision_name(precision: str, device: torch.device) -> str:
+    """What `precision` ("auto" included) computes in on `device`: "bf16" or "fp32"."""
+    return "fp32" if autocast_dtype(precision, device) is None else "bf16"
+
+
 def forward_precision(precision: str, device: torch.device) -> Callable[[], ContextManager]:
     """A context in which the modules run at `precision` (autocast; off for fp32)."""
     dtype = autocast_dtype(precision, device)
@@ -636,7 +641,7 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
         f"{len(data.test_index)} test images, {data.num_classes} classes, "
         f"{len(loop.sampler)} steps per epoch, {parameters:,} trainable parameters, "
         f"{hp.optimizer} optimizer, device {device}, "
-        f"{'bf16' if autocast_dtype(hp.precision, device) else 'fp32'} forward passes"
+        f"{precision_name(hp.precision, device)} forward passes"
         + (", compiled" if hp.compile else ""))
     return loop, width
 

@@ -142,9 +142,7 @@ def figure_inputs(wildcards):
     name, variant = wildcards.dataset, wildcards.variant
     inputs = {
         f"stage{stage}": fold_files(
-            name,
-            f"stage{stage}_metrics.csv",
-            expmap.config.stage_owner(RUNS[name], variant, stage),
+            name, f"stage{stage}_metrics.csv", owner(wildcards, stage)
         )
         for stage in (1, 2, 3)
     }
