@@ -240,3 +240,77 @@ def test_a_variant_of_an_unknown_dataset_is_one_line():
     with pytest.raises(cfg.ConfigError, match="^variants.v.datasets: unknown dataset 'ckpuls'; "
                                                "did you mean ckplus"):
         cfg.variant_runs(config, SCHEMA)
+
+
+def test_a_sweep_is_a_variant_per_combination_named_by_its_values():
+    def change(config):
+        config["sweeps"] = {"maps": {"stage3.lambda4": [1.0e-4, 60], "stage3.lambda5": [40],
+                                     "datasets": ["ckplus"]},
+                            "sampler": {"stage1.sampler": ["balanced"]}}
+    config = merged(change)
+    runs = cfg.variant_runs(config, SCHEMA)
+    assert list(runs["ckplus"]) == ["default", "report_code", "lambda4=0.0001+lambda5=40",
+                                    "lambda4=60+lambda5=40", "sampler=balanced"]
+    assert list(runs["rafdb"]) == ["default", "report_code", "sampler=balanced"]
+    assert runs["ckplus"]["lambda4=60+lambda5=40"]["train"]["stage3"]["lambda4"] == 60
+    assert cfg.stage_owner(runs["ckplus"], "lambda4=60+lambda5=40", 2) == "default"
+
+
+@pytest.mark.parametrize("sweep, line", [
+    ({"stage3.lamda4": [1]}, "sweeps.s.stage3.lamda4: unknown key; did you mean lambda4?"),
+    ({"stage3.lambda4": [-1]}, "sweeps.s.stage3.lambda4 = -1: must be >= 0"),
+    ({"stage4.lambda4": [1]}, "sweeps.s.stage4.lambda4: unknown key (known: "
+                              "<all_stages|stage1|stage2|stage3|model>.<key>, datasets)"),
+    ({"stage3.lambda4": []}, "sweeps.s.stage3.lambda4: [] should be non-empty"),
+    ({"stage3.lambda4": [1], "datasets": ["ckpuls"]},
+     "sweeps.s.datasets: unknown dataset 'ckpuls'; did you mean ckplus?"),
+])
+def test_a_wrong_sweep_is_one_line(sweep, line):
+    assert error_of(lambda config: config.update(sweeps={"s": sweep})).startswith(line)
+
+
+def test_a_sweep_that_names_an_existing_variant_is_one_line():
+    def change(config):
+        config["variants"] = {"lambda4=1": {"stage3": {"lambda4": 2}}}
+        config["sweeps"] = {"s": {"stage3.lambda4": [1]}}
+    assert error_of(change).startswith("sweeps.s: makes the variant lambda4=1, which another")
+
+
+def test_configurations_cover_every_dataset_and_variant_with_its_data():
+    config = merged(lambda c: c["variants"].update(sharper={"stage3": {"lambda4": 0.5}}))
+    found = cfg.configurations(config, SCHEMA)
+    assert {"synthetic/default", "synthetic/sharper", "mine/sharper",
+            "ckplus/report_code"} <= set(found)
+    assert "synthetic/report_code" not in found  # report_code names its datasets
+    assert found["synthetic/sharper"]["train"]["stage3"]["lambda4"] == 0.5
+    assert found["synthetic/default"]["data"]["adapter"] == "synthetic"
+
+
+@pytest.mark.parametrize("change, line", [
+    (lambda c: c["datasets"]["ckplus"]["train"].update(stage2={"rounds": 2}),
+     "datasets.ckplus.train: rounds differs between stages (stage1 1, stage2 2, stage3 1); "
+     "set it once, in all_stages"),
+    (lambda c: c["datasets"]["synthetic"]["train"]["all_stages"].update(rounds=11),
+     "datasets.synthetic.train.stage2: rounds = 11 is more than its epochs (10)"),
+    (lambda c: c["variants"].update(v={"all_stages": {"rounds": 25}, "datasets": ["rafdb"]}),
+     "variants.v (on rafdb).stage2: rounds = 25 is more than its epochs (20)"),
+])
+def test_wrong_rounds_are_one_line(change, line):
+    def apply(config):
+        config["benchmarks"] = ["ckplus", "rafdb", "synthetic"]
+        change(config)
+    with pytest.raises(cfg.ConfigError) as raised:
+        config = merged(apply)
+        cfg.variant_runs(config, SCHEMA)
+    assert str(raised.value).startswith(line)
+
+
+def test_after_the_first_round_a_stage_depends_on_every_stage():
+    config = merged(lambda c: c["variants"].update(
+        twice={"all_stages": {"rounds": 2}},
+        sharper={"stage3": {"lambda4": 0.5}, "all_stages": {"rounds": 2}}))
+    runs = cfg.variant_runs(config, SCHEMA)["ckplus"]
+    assert [cfg.stage_owner(runs, "sharper", stage, 1) for stage in (1, 2, 3)] == [
+        "twice", "twice", "sharper"]
+    assert [cfg.stage_owner(runs, "sharper", stage, 2) for stage in (1, 2, 3)] == [
+        "sharper"] * 3

@@ -90,7 +90,8 @@ def test_tiny_pipeline_runs_on_slurm(cluster, tmp_path, request):
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
 
     table = pd.read_csv(tmp_path / "results" / "tables" / "accuracy.csv")
-    ours = table[(table["dataset"] == "synthetic") & (table["method"] == "Ours (this run)")]
+    ours = table[(table["dataset"] == "synthetic") & (table["variant"] == "default")
+                 & (table["method"] == "Ours (expmap)")]
     assert len(ours) == 1, table
     assert ours["n_folds"].item() == 2 and 0 <= ours["accuracy"].item() <= 100
 
@@ -107,7 +108,7 @@ def test_tiny_pipeline_runs_on_slurm(cluster, tmp_path, request):
         assert state == "COMPLETED", f"job {jobid} ({comment}): {state}"
         rule = comment.removeprefix("rule_").split("_wildcards")[0]
         ran.setdefault(rule, []).append("gres/gpu=1" in tres)
-    assert GPU_RULES | {"prepare", "aggregate"} <= set(ran), ran
+    assert GPU_RULES | {"prepare", "record", "tables"} <= set(ran), ran
     for rule, gpus in ran.items():
         assert all(gpus) if rule in GPU_RULES else not any(gpus), (rule, gpus)
     assert len(ran["train_stage1"]) == 2  # tiny.yaml runs two folds

@@ -218,3 +218,37 @@ def test_stage1_takes_the_sampler_the_config_names():
         hp = HYPERPARAMETERS[1].from_dict(stage_hyperparameters(1, sampler=name))
         sampler = Stage1.sampler(hp, np.arange(4), labels)
         assert type(sampler) is kind
+
+
+def test_rounds_repeat_the_stages_each_from_the_last_checkpoint(prepared, tmp_path):
+    """rounds = 2 of two-epoch stages: each round trains one epoch of every stage; round 2's
+    stage 1 starts from round 1's stage 3, keeps its EMR and EPMG, and every stage's metrics
+    hold both rounds' epochs."""
+    hps = {stage: {**hp, "rounds": 2} for stage, hp in ((1, STAGE1), (2, STAGE2), (3, STAGE3))}
+    init, lines = None, []
+    for round_ in (1, 2):
+        out = tmp_path / f"round{round_}"
+        for stage in (1, 2, 3):
+            train_stage(stage, hps[stage], prepared, "fold0", out / f"stage{stage}.pt",
+                        out / f"stage{stage}.csv", out / f"state{stage}", init=init,
+                        model={"width": WIDTH, "weights": None}, log=lines.append,
+                        round_=round_)
+            init = out / f"stage{stage}.pt"
+        assert [list(pd.read_csv(out / f"stage{s}.csv")["epoch"]) for s in (1, 2, 3)] == [
+            list(range(1, round_ + 1))] * 3
+    first, second = (load_checkpoint(tmp_path / f"round{r}" / "stage3.pt") for r in (1, 2))
+    stage1 = load_checkpoint(tmp_path / "round2" / "stage1.pt")
+    assert set(stage1["modules"]) == {"efe", "emr", "epmg"}
+    for name in ("emr", "epmg"):  # carried through stage 1 unchanged
+        for key, value in first["modules"][name].items():
+            assert torch.equal(stage1["modules"][name][key], value), (name, key)
+    assert not torch.equal(second["modules"]["epmg"]["decoder.0.weight"],
+                           first["modules"]["epmg"]["decoder.0.weight"])
+    assert any("stage 1 round 2/2: epoch 2/2" in line for line in lines)
+
+
+def test_a_round_checks_the_checkpoint_it_starts_from(prepared, stage1, tmp_path):
+    with pytest.raises(TrainingError, match="stage 1 of round 2 needs a stage-3 checkpoint, "
+                                            "got a stage-1 one"):
+        train_stage(1, {**STAGE1, "rounds": 2}, prepared, "fold0", tmp_path / "s.pt",
+                    tmp_path / "s.csv", tmp_path / "state", init=stage1, round_=2)

@@ -1,6 +1,7 @@
 """The Snakemake pipeline: a whole run on a tiny synthetic config, what reruns after a
 config change (dry runs), and the one-line errors that stop a run before any job."""
 
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -46,11 +47,13 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.slow
 def test_whole_pipeline_writes_the_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/tables/accuracy.csv")
-    assert list(table.columns) == ["dataset", "method", "accuracy", "std", "pooled", "n_folds",
-                                   "source"]
-    ours = table[(table["dataset"] == "synthetic") & (table["method"] == "Ours (this run)")]
+    assert list(table.columns) == ["dataset", "variant", "method", "accuracy", "std", "pooled",
+                                   "n_folds", "source", "finished", "status"]
+    ours = table[(table["dataset"] == "synthetic") & (table["variant"] == "default")
+                 & (table["method"] == "Ours (expmap)")]
     assert len(ours) == 1
-    assert ours["source"].item() == "this run"
+    assert ours["source"].item() == "expmap"
+    assert ours["status"].item() == "current"
     assert ours["n_folds"].item() == 2
     assert 0 <= ours["accuracy"].item() <= 100
     assert set(table[table["source"] == "paper"]["dataset"]) == {
@@ -72,18 +75,22 @@ def test_whole_pipeline_writes_the_tables(tiny_run):
 def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
     tables = tiny_run / "results/tables"
     ablation = pd.read_csv(tables / "ablation.csv")
-    assert list(ablation["epoch_selection"]) == ["last epoch"] * 3 + [
-        "best test epoch: optimistic, as peers report; never our headline number"]
+    assert list(ablation["variant"]) == ["default"] * 4 + ["paper_stage3"] * 4
+    assert list(ablation["epoch_selection"]) == 2 * (["last epoch"] * 3 + [
+        "best test epoch: optimistic, as peers report; never our headline number"])
     assert (ablation["n_folds"] == 2).all()
     measures = pd.read_csv(tables / "interpretability.csv")
-    assert list(measures["dataset"]) == ["synthetic"]
-    assert 0 <= measures["area_share"].item() <= 1  # the generator's regions are known
+    assert list(measures["variant"]) == ["default", "paper_stage3"]
+    assert (measures["dataset"] == "synthetic").all()
+    assert measures["area_share"].between(0, 1).all()  # the generator's regions are known
     for measure in ("span_ratio", "face_correlation", "invariance_gain", "region_concentration",
                     "mask_share_stage1", "mask_share"):
         assert measures[measure].notna().all(), measure
     assert "| synthetic |" in (tables / "interpretability.md").read_text()
-    for figure in ("losses", "accuracy", "confusion", "masks", "patterns"):
-        assert (tiny_run / f"results/synthetic/default/figures/{figure}.png").stat().st_size > 1e4
+    for variant in ("default", "paper_stage3"):
+        for figure in ("losses", "accuracy", "confusion", "masks", "patterns"):
+            path = tiny_run / f"results/synthetic/{variant}/figures/{figure}.png"
+            assert path.stat().st_size > 1e4, path
 
 
 @pytest.mark.slow
@@ -96,8 +103,8 @@ def test_a_stage3_value_reruns_stage3_and_what_follows(tiny_run, tmp_path):
     change = overlay(tmp_path, "stage3", "datasets:\n  synthetic:\n    train:\n"
                                          "      stage3: {lambda4: 0.5}\n")
     jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, change)))
-    assert jobs == Counter(train_stage3=2, evaluate=2, aggregate=1, module_tables=1, figures=1,
-                           variants_table=1, all=1)
+    # paper_stage3 (config.yaml's demo variant) takes the new value too
+    assert jobs == Counter(train_stage3=4, evaluate=4, record=2, tables=1, figures=2, all=1)
 
 
 @pytest.mark.slow
@@ -105,8 +112,8 @@ def test_a_stage1_value_reruns_stages_1_to_3_never_prepare(tiny_run, tmp_path):
     change = overlay(tmp_path, "stage1", "datasets:\n  synthetic:\n    train:\n"
                                          "      stage1: {lr: 0.02}\n")
     jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, change)))
-    assert jobs == Counter(train_stage1=2, train_stage2=2, train_stage3=2, evaluate=2,
-                           aggregate=1, module_tables=1, figures=1, variants_table=1, all=1)
+    assert jobs == Counter(train_stage1=2, train_stage2=2, train_stage3=4, evaluate=4,
+                           record=2, tables=1, figures=2, all=1)
 
 
 VARIANTS = """variants:
@@ -123,8 +130,8 @@ def test_variants_train_only_the_stages_they_change(tiny_run, tmp_path):
     run) no stage 1, one stage 2, two stage 3 and two evaluate jobs."""
     jobs = scheduled(snakemake(tiny_run, "-n", overlays=(TINY, overlay(tmp_path, "variants",
                                                                         VARIANTS))))
-    assert jobs == Counter(train_stage2=2, train_stage3=4, evaluate=4, figures=2,
-                           variants_table=1, all=1)
+    assert jobs == Counter(train_stage2=2, train_stage3=4, evaluate=4, record=2, figures=2,
+                           tables=1, all=1)
 
 
 @pytest.mark.slow
@@ -190,6 +197,78 @@ def test_the_report_gathers_tables_and_figures(tiny_run):
     result = snakemake(tiny_run, "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     page = report.read_text(errors="replace")
-    for name in ("accuracy.csv", "ablation.csv", "interpretability.csv", "patterns.png",
-                 "masks.png"):
+    for name in ("accuracy.csv", "ablation.csv", "interpretability.csv", "variants.csv",
+                 "patterns.png", "masks.png"):
         assert name in page, name
+
+
+# A second drawn benchmark, run on its own after the tiny run; it also changes a synthetic
+# value, so that synthetic's rows, kept from the first run, are stale.
+SECOND_BENCHMARK = """benchmarks: [faces2]
+datasets:
+  synthetic:
+    train:
+      stage3: {lambda4: 0.5}
+  faces2:
+    adapter: synthetic
+    classes: [Anger, Contempt, Disgust, Fear, Happiness, Sadness, Surprise]
+    options: {seed: 1, subjects: 6, frames: 1, sequence_length: 4, folds: 3}
+    run_folds: [fold0]
+    model: {width: 0.03125, weights: null}
+    train:
+      all_stages: {t: 2, iterations: 2}
+      stage1: {optimizer: adam, epochs: 1, batch_size: 8}
+      stage2: {epochs: 1}
+      stage3: {epochs: 1, lambda4: 1.0e-4, lambda5: 1.0e-4}
+"""
+
+
+@pytest.mark.slow
+def test_a_second_benchmark_run_keeps_the_first_s_rows_in_every_table(tiny_run, tmp_path):
+    workdir = tmp_path / "work"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    second = overlay(tmp_path, "second", SECOND_BENCHMARK)
+    result = snakemake(workdir, overlays=(TINY, second))
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    tables = workdir / "results/tables"
+    for name in ("accuracy", "ablation", "interpretability", "variants"):
+        table = pd.read_csv(tables / f"{name}.csv")
+        ours = table[table["dataset"].isin(["synthetic", "faces2"])]
+        status = ours.groupby("dataset")["status"].agg(set).to_dict()
+        assert status["faces2"] == {"current"}, name
+        assert status["synthetic"] == {
+            "stale: config.yaml now differs in train.stage3.lambda4"}, name
+        assert (ours["finished"].str.endswith(" UTC")).all(), name
+        assert "- synthetic / default: stale" in (tables / f"{name}.md").read_text(), name
+    markdown = (tables / "accuracy.md").read_text()
+    assert "| synthetic | default |" in markdown and "| faces2 | default |" in markdown
+
+
+ROUNDS = """defaults:
+  train:
+    all_stages: {rounds: 2}
+datasets:
+  synthetic:
+    train:
+      stage1: {epochs: 2}
+      stage2: {epochs: 2}
+      stage3: {epochs: 2}
+"""
+
+
+def test_rounds_repeat_the_three_stages_in_the_dag(tmp_path):
+    """rounds: 2 on the tiny config (two folds; default and paper_stage3, which changes only
+    stage 3): round 1's stages 1 and 2 are shared, everything after round 1's stage 3 is
+    not; round 2's stage 1 starts from round 1's stage 3."""
+    result = snakemake(tmp_path, "-n", overlays=(TINY, overlay(tmp_path, "rounds", ROUNDS)))
+    jobs = scheduled(result)
+    assert {rule: count for rule, count in jobs.items() if rule.startswith("train")} == {
+        "train_stage1_round": 2, "train_stage2_round": 2, "train_stage3_round": 4,
+        "train_stage1": 4, "train_stage2": 4, "train_stage3": 4}
+    text = result.stdout + result.stderr
+    stage1 = [block for block in text.split("\n\n") if "rule train_stage1:" in block
+              and "paper_stage3/fold0/stage1.pt" in block][0]
+    assert "results/synthetic/paper_stage3/fold0/round1/stage3.pt" in stage1
+    stage3 = [block for block in text.split("\n\n") if "rule train_stage3_round:" in block
+              and "paper_stage3/fold0/round1/stage3.pt" in block][0]
+    assert "results/synthetic/default/fold0/round1/stage2.pt" in stage3

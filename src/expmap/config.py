@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import json
 from pathlib import Path
 
@@ -41,12 +42,15 @@ def load(config: dict, schema: dict) -> dict:
             raise ConfigError(f"benchmarks: unknown dataset {name!r}"
                               f"{_suggestion(name, merged['datasets'])} "
                               f"(datasets: {', '.join(sorted(merged['datasets']))})")
+    merged["variants"] = {**merged.get("variants", {}),
+                          **sweep_variants(merged.pop("sweeps", {}), merged, schema)}
     keys = stage_keys(schema)
     for name, dataset in merged["datasets"].items():
         dataset["model"] = {**config["defaults"]["model"], **dataset.get("model", {})}
         dataset["train"] = {f"stage{stage}": _merged_stage(config, name, stage, keys[stage])
                             for stage in STAGES}
         _check_run_folds(name, dataset)
+        check_rounds(f"datasets.{name}.train", dataset["train"])
     _validate(merged, schema)
     return merged
 
@@ -96,22 +100,77 @@ def _merged_stage(config: dict, name: str, stage: int, keys: list[str]) -> dict:
 DEFAULT_VARIANT = "default"  # the configuration as written, without any variant
 
 
-def variant_runs(config: dict, schema: dict) -> dict[str, dict[str, dict]]:
-    """benchmark -> variant -> {"model", "train"} of a `load`ed config: "default" first,
-    then each entry of `variants:` that applies to the benchmark (its `datasets`, else all),
-    its overlay laid on the default's merged values as a dataset's own train block is."""
+def sweep_variants(sweeps: dict, config: dict, schema: dict) -> dict[str, dict]:
+    """The variants of `sweeps:`: one per combination of each grid's values, named by them
+    ("lambda4=60", "lambda4=60+lambda5=40"), each checked as a variant overlay."""
+    found: dict[str, dict] = {}
+    variants = config.get("variants", {})
+    for sweep, grid in sweeps.items():
+        for name in grid.get("datasets", []):
+            if name not in config["datasets"]:
+                raise ConfigError(f"sweeps.{sweep}.datasets: unknown dataset {name!r}"
+                                  f"{_suggestion(name, config['datasets'])}")
+        paths = [path for path in grid if path != "datasets"]
+        for values in itertools.product(*(grid[path] for path in paths)):
+            name = "+".join(f"{path.split('.', 1)[1]}={_value_name(value)}"
+                            for path, value in zip(paths, values))
+            overlay = {"datasets": grid["datasets"]} if "datasets" in grid else {}
+            for path, value in zip(paths, values):
+                block, key = path.split(".", 1)
+                overlay.setdefault(block, {})[key] = value
+            if name in variants or name in found:
+                raise ConfigError(f"sweeps.{sweep}: makes the variant {name}, which another "
+                                  "sweep or variants: names already; drop one of them")
+            _validate(overlay, {"$defs": schema["$defs"], **schema["$defs"]["variant"]},
+                      where=f"sweeps.{sweep}")
+            found[name] = overlay
+    return found
+
+
+def _value_name(value) -> str:
+    """A value as a variant name shows it: 60, 0.0001, balanced, true."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def variant_runs(config: dict, schema: dict, names: list[str] | None = None
+                 ) -> dict[str, dict[str, dict]]:
+    """dataset -> variant -> {"model", "train"} of a `load`ed config, for the datasets
+    `names` (default: the benchmarks): "default" first, then each entry of `variants:` that
+    applies to the dataset (its `datasets`, else all), its overlay laid on the default's
+    merged values as a dataset's own train block is."""
     keys = stage_keys(schema)
+    names = config["benchmarks"] if names is None else names
     runs = {name: {DEFAULT_VARIANT: {"model": config["datasets"][name]["model"],
                                      "train": config["datasets"][name]["train"]}}
-            for name in config["benchmarks"]}
+            for name in names}
     for variant, overlay in config.get("variants", {}).items():
-        for name in overlay.get("datasets", config["benchmarks"]):
+        for name in overlay.get("datasets", names):
             if name not in config["datasets"]:
                 raise ConfigError(f"variants.{variant}.datasets: unknown dataset {name!r}"
                                   f"{_suggestion(name, config['datasets'])}")
             if name in runs:
                 runs[name][variant] = _variant(runs[name][DEFAULT_VARIANT], overlay, keys)
+                check_rounds(f"variants.{variant} (on {name})", runs[name][variant]["train"])
     return runs
+
+
+def check_rounds(where: str, train: dict) -> None:
+    """`rounds` is one number for the three stages, and no stage has fewer epochs."""
+    rounds = {f"stage{stage}": train[f"stage{stage}"]["rounds"] for stage in STAGES}
+    if len(set(rounds.values())) > 1:
+        found = ", ".join(f"{block} {value}" for block, value in rounds.items())
+        raise ConfigError(f"{where}: rounds differs between stages ({found}); set it once, "
+                          "in all_stages")
+    for block, hp in train.items():
+        if hp["rounds"] > hp["epochs"]:
+            raise ConfigError(f"{where}.{block}: rounds = {hp['rounds']} is more than its "
+                              f"epochs ({hp['epochs']}): every round needs an epoch of each "
+                              "stage; lower rounds or raise epochs")
+
+
+def rounds_of(run: dict) -> int:
+    """How many times a run repeats stage 1 -> 2 -> 3 (check_rounds made it one number)."""
+    return run["train"]["stage1"]["rounds"]
 
 
 def _variant(default: dict, overlay: dict, keys: dict[int, list[str]]) -> dict:
@@ -123,14 +182,17 @@ def _variant(default: dict, overlay: dict, keys: dict[int, list[str]]) -> dict:
                       for stage in STAGES}}
 
 
-def stage_owner(runs: dict[str, dict], variant: str, stage: int) -> str:
-    """The variant whose stage-`stage` checkpoint `variant` uses: the first (default first)
-    whose model and hyperparameters of stages 1 to `stage` equal its own. A stage is thus
-    trained once for every variant that gives it the same inputs."""
+def stage_owner(runs: dict[str, dict], variant: str, stage: int, round_: int = 1) -> str:
+    """The variant whose stage-`stage` checkpoint of round `round_` `variant` uses: the first
+    (default first) whose model and hyperparameters of stages 1 to `stage` (of all stages,
+    after the first round) equal its own. A stage is thus trained once for every variant
+    that gives it the same inputs."""
+    last = stage if round_ == 1 else STAGES[-1]
+
     def inputs(name: str) -> str:
         run = runs[name]
         return canonical_json({"model": run["model"],
-                               "train": [run["train"][f"stage{s}"] for s in range(1, stage + 1)]})
+                               "train": [run["train"][f"stage{s}"] for s in range(1, last + 1)]})
     own = inputs(variant)
     return next(name for name in runs if inputs(name) == own)
 
@@ -143,6 +205,21 @@ def differences(runs: dict[str, dict], variant: str) -> dict:
         changed.update({f"{block}.{k}": v for k, v in values.items()
                         if default["train"][block].get(k) != v})
     return changed
+
+
+def data_settings(dataset: dict) -> dict:
+    """Everything of a dataset's entry that its adapter reads (the prepared store's inputs)."""
+    return {"adapter": dataset["adapter"], "root": dataset.get("root"),
+            "options": dataset.get("options", {}), "classes": dataset.get("classes")}
+
+
+def configurations(config: dict, schema: dict) -> dict[str, dict]:
+    """"<dataset>/<variant>" -> {"data", "model", "train"} for every dataset of a `load`ed
+    config and every variant that applies to it: what a finished run's record is checked
+    against (expmap.records)."""
+    runs = variant_runs(config, schema, names=list(config["datasets"]))
+    return {f"{name}/{variant}": {"data": data_settings(config["datasets"][name]), **run}
+            for name, variants in runs.items() for variant, run in variants.items()}
 
 
 def fold_names(dataset: dict) -> list[str]:
@@ -176,13 +253,16 @@ def check_classes(dataset: str, expected: list[str] | None, found: list[str]) ->
                           f"{list(found)} (in that order): correct the config or the options")
 
 
-def _validate(config: dict, schema: dict) -> None:
+def _validate(config: dict, schema: dict, where: str = "") -> None:
+    """Raise ConfigError with one line for the config's first error; `where` prefixes the
+    key path (for a part validated on its own)."""
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
     # A key whose value fails its type also counts as unevaluated: show the type error.
     typed = [e for e in errors if e.validator != "unevaluatedProperties"]
     error = jsonschema.exceptions.best_match(typed or errors)
     if error is not None:
-        raise ConfigError(_one_line(error, schema))
+        line = _one_line(error, schema)
+        raise ConfigError(f"{where}.{line}" if where else line)
 
 
 def _one_line(error: jsonschema.ValidationError, schema: dict) -> str:
@@ -223,10 +303,12 @@ def _number_hint(value) -> str:
 
 
 def _known_keys(subschema: dict, schema: dict) -> list[str]:
-    """Keys an object schema allows: its properties and those of the groups it refers to."""
+    """Keys an object schema allows: its properties (a pattern's by its description) and
+    those of the groups it refers to."""
     if "$ref" in subschema:
         subschema = schema["$defs"][subschema["$ref"].rsplit("/", 1)[1]]
     keys = list(subschema.get("properties", {}))
+    keys += [pattern["description"] for pattern in subschema.get("patternProperties", {}).values()]
     for part in subschema.get("allOf", []):
         keys += _known_keys(part, schema)
     return keys

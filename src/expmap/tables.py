@@ -1,13 +1,16 @@
-"""The paper's accuracy table (SPEC §5) with this run's results beside it.
+"""The tables: the paper's accuracy table (SPEC §5) with ours beside it, the ablation, the
+interpretability measures and the variants, built from every run recorded on disk
+(`expmap.records`), each row saying when its run finished and whether config.yaml still
+gives its configuration ("current") or not ("stale: ...").
 
-accuracy.csv: one row per dataset and method; columns dataset, method, accuracy (percent,
-mean over folds), std (over folds), pooled (percent of every test image of the folds
-together: the paper does not say which of the two it reports), n_folds, source ("paper" or
-"this run").
+accuracy.csv: one row per dataset, variant and method; columns dataset, variant, method,
+accuracy (percent, mean over folds), std (over folds), pooled (percent of every test image
+of the folds together: the paper does not say which of the two it reports), n_folds, source
+("paper" or "expmap"), finished, status.
 accuracy.md: the paper's layout, a column pair per benchmark, comparators first, then
-"Ours (paper)" and "Ours (this run)"; then every dataset of the run (the synthetic demo
-included) with each head: EPMG (the paper's classifier) and the EFE head after stages 1
-and 2 (the ablation).
+"Ours (paper)" and "Ours (expmap)" (the default variant); then every dataset and variant on
+disk (the synthetic demo included) with each head: EPMG (the paper's classifier) and the EFE
+head after stages 1 and 2 (the ablation).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from expmap.config import DEFAULT_VARIANT
 from expmap.io import atomic_write_csv, atomic_write_text
+from expmap.records import CURRENT
 
 # SPEC §5 (the report's figure 10): accuracy in percent, written as the paper prints it.
 BENCHMARKS = {
@@ -44,58 +48,86 @@ PAPER = {
 
 # summary.json heads -> method names; the first is the paper's classifier.
 HEADS = {
-    "epmg": "Ours (this run)",
-    "efe_stage2": "EFE + EMR, stage 2 (this run)",
-    "efe_stage1": "EFE, stage 1 (this run)",
+    "epmg": "Ours (expmap)",
+    "efe_stage2": "EFE + EMR, stage 2 (expmap)",
+    "efe_stage1": "EFE, stage 1 (expmap)",
 }
 OURS_RUN = HEADS["epmg"]
-COLUMNS = ["dataset", "method", "accuracy", "std", "pooled", "n_folds", "source"]
+OURS_SOURCE = "expmap"
+PROVENANCE = ["finished", "status"]
+COLUMNS = ["dataset", "variant", "method", "accuracy", "std", "pooled", "n_folds", "source",
+           *PROVENANCE]
+
+
+def record_order(record: dict) -> tuple:
+    """The paper's benchmarks first, in its order; then the others by name; default first."""
+    dataset, variant = record["dataset"], record["variant"]
+    rank = list(BENCHMARKS).index(dataset) if dataset in BENCHMARKS else len(BENCHMARKS)
+    return rank, dataset, variant != DEFAULT_VARIANT, variant
+
+
+def _identity(record: dict) -> dict:
+    return {"dataset": record["dataset"], "variant": record["variant"]}
+
+
+def _provenance(record: dict) -> dict:
+    return {"finished": record["finished"], "status": record["status"]}
 
 
 def paper_rows() -> pd.DataFrame:
     return pd.DataFrame(
-        [{"dataset": dataset, "method": method, "accuracy": float(accuracy), "std": np.nan,
-          "pooled": np.nan, "n_folds": pd.NA, "source": "paper"}
+        [{"dataset": dataset, "variant": "", "method": method, "accuracy": float(accuracy),
+          "std": np.nan, "pooled": np.nan, "n_folds": pd.NA, "source": "paper",
+          "finished": "", "status": ""}
          for dataset, rows in PAPER.items() for method, accuracy in rows],
         columns=COLUMNS)
 
 
-def run_rows(summaries: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
-    """Mean and standard deviation over folds, in percent, of every head of every dataset."""
+def run_rows(records: list[dict]) -> pd.DataFrame:
+    """Mean and standard deviation over folds, in percent, of every head of every record."""
     rows = []
-    for dataset, paths in summaries.items():
-        folds = [json.loads(Path(path).read_text()) for path in paths]
+    for record in records:
         for head, method in HEADS.items():
-            done = [fold for fold in folds if head in fold["heads"]]
+            done = [fold for fold in record["folds"] if head in fold["heads"]]
             accuracies = 100 * np.array([fold["heads"][head]["accuracy"] for fold in done])
             tested = np.array([fold["n_test"] for fold in done])
             if len(accuracies):
-                rows.append({"dataset": dataset, "method": method,
-                             "accuracy": accuracies.mean(),
-                             "std": accuracies.std(ddof=1) if len(accuracies) > 1 else np.nan,
+                rows.append({**_identity(record), "method": method,
                              "pooled": (accuracies * tested).sum() / max(1, tested.sum()),
-                             "n_folds": len(accuracies), "source": "this run"})
+                             **_spread(accuracies / 100), "source": OURS_SOURCE,
+                             **_provenance(record)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def accuracy_table(summaries: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
-    table = pd.concat([paper_rows(), run_rows(summaries)], ignore_index=True)
+def accuracy_table(records: list[dict]) -> pd.DataFrame:
+    table = pd.concat([paper_rows(), run_rows(records)], ignore_index=True)
     table["n_folds"] = table["n_folds"].astype("Int64")
     return table.round({"accuracy": 4, "std": 4, "pooled": 4})
 
 
-def _result(row: pd.Series) -> str:
+def _result(row: dict) -> str:
     folds = f"{row['n_folds']} fold{'s' if row['n_folds'] != 1 else ''}"
     if row["n_folds"] > 1:
         folds += f"; pooled {row['pooled']:.2f}"
+    if row["status"] != CURRENT:
+        folds += "; stale"
     spread = f" ± {row['std']:.2f}" if pd.notna(row["std"]) else ""
     return f"{row['accuracy']:.2f}{spread} ({folds})"
 
 
+def _stale_notes(table: pd.DataFrame) -> list[str]:
+    """A closing list of the stale rows' datasets and variants, with what changed."""
+    stale = table[table["status"].str.startswith("stale")]
+    notes = {f"- {row.dataset} / {row.variant}: {row.status}" for row in stale.itertuples()}
+    return ["", "Stale: results on disk whose configuration config.yaml no longer gives; "
+            "rerun them by adding the dataset to `benchmarks`.", *sorted(notes)] if notes else []
+
+
 def markdown(table: pd.DataFrame) -> str:
-    ours = table[table["source"] == "this run"].set_index(["dataset", "method"])
+    ours = table[table["source"] == OURS_SOURCE]
+    default = ours[ours["variant"] == DEFAULT_VARIANT].set_index("method")
     lines = ["# Accuracy (%)", "",
-             "The paper's table (SPEC §5) with this run's EPMG accuracy beside "
+             "The paper's table (SPEC §5) with our EPMG accuracy (default variant) beside "
              f'"{OURS_PAPER}": mean ± standard deviation over folds, and the accuracy '
              "over the folds' test images pooled (the paper does not say which it reports).",
              "",
@@ -104,29 +136,22 @@ def markdown(table: pd.DataFrame) -> str:
     for position in range(len(PAPER["ckplus"])):
         lines.append("| " + " | ".join(f"{method} | {accuracy}" for method, accuracy in
                                        (PAPER[name][position] for name in BENCHMARKS)) + " |")
-    lines.append("| " + " | ".join(
-        f"{OURS_RUN} | " + (_result(ours.loc[(name, OURS_RUN)]) if (name, OURS_RUN) in ours.index
-                            else "not run")
-        for name in BENCHMARKS) + " |")
+    cells = []
+    for name in BENCHMARKS:
+        found = default[default["dataset"] == name]
+        cells.append(_result(found.loc[OURS_RUN]) if OURS_RUN in found.index else "not run")
+    lines.append("| " + " | ".join(f"{OURS_RUN} | {cell}" for cell in cells) + " |")
 
-    lines += ["", "## This run: every dataset, every head", "",
-              "| dataset | " + " | ".join(HEADS.values()) + " |",
-              "|---|" + "---|" * len(HEADS)]
-    for dataset in dict.fromkeys(ours.index.get_level_values("dataset")):
-        lines.append(f"| {BENCHMARKS.get(dataset, dataset)} | " + " | ".join(
-            _result(ours.loc[(dataset, method)]) if (dataset, method) in ours.index else "-"
-            for method in HEADS.values()) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_tables(summaries: dict[str, list[str | os.PathLike]], csv: str | os.PathLike,
-                 md: str | os.PathLike, log: Callable[[str], None] = print) -> pd.DataFrame:
-    table = accuracy_table(summaries)
-    atomic_write_csv(csv, table)
-    atomic_write_text(md, markdown(table))
-    for row in table[table["source"] == "this run"].itertuples():
-        log(f"{row.dataset}: {row.method}: {_result(pd.Series(row._asdict()))}")
-    return table
+    lines += ["", "## Every dataset and variant on disk, every head", "",
+              "| dataset | variant | " + " | ".join(HEADS.values()) + " | finished |",
+              "|---|---|" + "---|" * (len(HEADS) + 1)]
+    indexed = ours.set_index(["dataset", "variant", "method"])
+    for (dataset, variant), rows in ours.groupby(["dataset", "variant"], sort=False):
+        lines.append(f"| {BENCHMARKS.get(dataset, dataset)} | {variant} | " + " | ".join(
+            _result(indexed.loc[(dataset, variant, method)])
+            if (dataset, variant, method) in indexed.index else "-"
+            for method in HEADS.values()) + f" | {rows['finished'].iloc[0]} |")
+    return "\n".join(lines + _stale_notes(ours)) + "\n"
 
 
 # ---------------------------------------------------------------- ablation and honesty
@@ -140,30 +165,31 @@ ABLATION = [  # (summary head, method, how the epoch was chosen)
 ]
 BEST_TEST = ("EFE + EMR + EPMG (the paper's model)",
              "best test epoch: optimistic, as peers report; never our headline number")
-ABLATION_COLUMNS = ["dataset", "method", "epoch_selection", "accuracy", "std", "n_folds"]
+ABLATION_COLUMNS = ["dataset", "variant", "method", "epoch_selection", "accuracy", "std",
+                    "n_folds", *PROVENANCE]
 
 
-def _spread(values: list[float]) -> dict:
+def _spread(values) -> dict:
     values = 100 * np.asarray(values, dtype=float)
     return {"accuracy": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan,
             "n_folds": len(values)}
 
 
-def ablation_table(summaries: dict[str, list[str | os.PathLike]],
-                   stage3_metrics: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
-    """What each module adds, per dataset: mean and spread over folds of each head; the
-    best-test-epoch row only for comparison with peers, and labelled so."""
+def ablation_table(records: list[dict]) -> pd.DataFrame:
+    """What each module adds, per dataset and variant: mean and spread over folds of each
+    head; the best-test-epoch row only for comparison with peers, and labelled so."""
     rows = []
-    for dataset, paths in summaries.items():
-        folds = [json.loads(Path(path).read_text())["heads"] for path in paths]
-        for head, method, selection in ABLATION:
-            values = [fold[head]["accuracy"] for fold in folds if head in fold]
+    for record in records:
+        heads = [fold["heads"] for fold in record["folds"]]
+        choices = [*ABLATION, ("best_test_accuracy", *BEST_TEST)]
+        for head, method, selection in choices:
+            values = ([fold[head] for fold in record["folds"] if fold[head] is not None]
+                      if head == "best_test_accuracy"
+                      else [fold[head]["accuracy"] for fold in heads if head in fold])
             if values:
-                rows.append({"dataset": dataset, "method": method, "epoch_selection": selection,
-                             **_spread(values)})
-        best = [pd.read_csv(path)["test_accuracy"].max() for path in stage3_metrics[dataset]]
-        rows.append({"dataset": dataset, "method": BEST_TEST[0], "epoch_selection": BEST_TEST[1],
-                     **_spread(best)})
+                rows.append({**_identity(record), "method": method,
+                             "epoch_selection": selection, **_spread(values),
+                             **_provenance(record)})
     table = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
     table["n_folds"] = table["n_folds"].astype("Int64")
     return table.round({"accuracy": 4, "std": 4})
@@ -185,20 +211,20 @@ INTERPRETABILITY = {
 }
 
 
-def interpretability_table(summaries: dict[str, list[str | os.PathLike]]) -> pd.DataFrame:
-    """Per dataset, the mean and spread over folds of each measure of expmap.interpret (the
-    region measures only where true regions are known)."""
+def interpretability_table(records: list[dict]) -> pd.DataFrame:
+    """Per dataset and variant, the mean and spread over folds of each measure of
+    expmap.interpret (the region measures only where true regions are known)."""
     rows = []
-    for dataset, paths in summaries.items():
-        folds = [json.loads(Path(path).read_text())["interpretability"] for path in paths]
-        row = {"dataset": dataset, "n_folds": len(folds)}
+    for record in records:
+        folds = [fold["interpretability"] for fold in record["folds"]]
+        row = {**_identity(record), "n_folds": len(folds)}
         for measure in INTERPRETABILITY:
             values = [fold[measure] for fold in folds if fold.get(measure) is not None]
             row[measure] = float(np.mean(values)) if values else np.nan
             row[f"{measure}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
-        rows.append(row)
-    columns = (["dataset"] + [c for m in INTERPRETABILITY for c in (m, f"{m}_std")]
-               + ["n_folds"])
+        rows.append({**row, **_provenance(record)})
+    columns = (["dataset", "variant"] + [c for m in INTERPRETABILITY for c in (m, f"{m}_std")]
+               + ["n_folds", *PROVENANCE])
     return pd.DataFrame(rows, columns=columns).round(4)
 
 
@@ -210,17 +236,23 @@ def _cell(value, std=np.nan, percent=False, digits=3) -> str:
     return text + (f" ± {scale * std:.{digits}f}" if pd.notna(std) else "")
 
 
+def _variant(row: dict) -> str:
+    return row["variant"] + ("" if row["status"] == CURRENT else " (stale)")
+
+
 def ablation_markdown(table: pd.DataFrame) -> str:
     lines = ["# Ablation: what each module adds (accuracy %, mean ± std over folds)", "",
              "The headline number is the model after its final epoch. The last row of each "
              "dataset picks the best epoch on the test set, as many peers do: it is shown only "
              "to compare with them.", "",
-             "| dataset | model | epoch | accuracy | folds |", "|---|---|---|---|---|"]
-    for row in table.itertuples():
-        lines.append(f"| {BENCHMARKS.get(row.dataset, row.dataset)} | {row.method} | "
-                     f"{row.epoch_selection} | {_cell(row.accuracy, row.std, digits=2)} | "
-                     f"{row.n_folds} |")
-    return "\n".join(lines) + "\n"
+             "| dataset | variant | model | epoch | accuracy | folds | finished |",
+             "|---|---|---|---|---|---|---|"]
+    for row in table.to_dict("records"):
+        lines.append(f"| {BENCHMARKS.get(row['dataset'], row['dataset'])} | {_variant(row)} | "
+                     f"{row['method']} | {row['epoch_selection']} | "
+                     f"{_cell(row['accuracy'], row['std'], digits=2)} | {row['n_folds']} | "
+                     f"{row['finished']} |")
+    return "\n".join(lines + _stale_notes(table)) + "\n"
 
 
 def interpretability_markdown(table: pd.DataFrame) -> str:
@@ -233,30 +265,15 @@ def interpretability_markdown(table: pd.DataFrame) -> str:
              "Where the true expression regions are known (the synthetic benchmark): how much "
              "of the maps' class differences and of the mask's mass lies inside them, against "
              "their share of the area. Mean ± standard deviation over folds.", "",
-             "| dataset | " + " | ".join(h for h, _ in INTERPRETABILITY.values()) + " | folds |",
-             "|---|" + "---|" * (len(INTERPRETABILITY) + 1)]
+             "| dataset | variant | " + " | ".join(h for h, _ in INTERPRETABILITY.values())
+             + " | folds | finished |",
+             "|---|---|" + "---|" * (len(INTERPRETABILITY) + 2)]
     for row in table.to_dict("records"):
         cells = [_cell(row[m], row[f"{m}_std"], percent, 1 if percent else 3)
                  for m, (_, percent) in INTERPRETABILITY.items()]
-        lines.append(f"| {BENCHMARKS.get(row['dataset'], row['dataset'])} | "
-                     + " | ".join(cells) + f" | {row['n_folds']} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_module_tables(summaries: dict[str, list[str | os.PathLike]],
-                        stage3_metrics: dict[str, list[str | os.PathLike]],
-                        out: dict[str, str | os.PathLike],
-                        log: Callable[[str], None] = print) -> None:
-    """ablation.csv/.md and interpretability.csv/.md (out keys: ablation_csv, ablation_md,
-    interpretability_csv, interpretability_md)."""
-    ablation = ablation_table(summaries, stage3_metrics)
-    atomic_write_csv(out["ablation_csv"], ablation)
-    atomic_write_text(out["ablation_md"], ablation_markdown(ablation))
-    measures = interpretability_table(summaries)
-    atomic_write_csv(out["interpretability_csv"], measures)
-    atomic_write_text(out["interpretability_md"], interpretability_markdown(measures))
-    for row in measures.to_dict("records"):
-        log(f"{row['dataset']}: " + ", ".join(f"{m} {row[m]}" for m in INTERPRETABILITY))
+        lines.append(f"| {BENCHMARKS.get(row['dataset'], row['dataset'])} | {_variant(row)} | "
+                     + " | ".join(cells) + f" | {row['n_folds']} | {row['finished']} |")
+    return "\n".join(lines + _stale_notes(table)) + "\n"
 
 
 # ---------------------------------------------------------------- variants
@@ -264,51 +281,65 @@ def write_module_tables(summaries: dict[str, list[str | os.PathLike]],
 VARIANT_MEASURES = ("span_ratio", "invariance_gain")
 
 
-def variants_table(summaries: dict[str, list[str | os.PathLike]],
-                   differences: dict[str, dict]) -> pd.DataFrame:
-    """One row per "<dataset>/<variant>" key of `summaries`: each head's accuracy (mean and
-    std over folds, percent), the folds, the maps' span ratio and invariance gain, and the
-    keys in which the variant differs from default (`differences`, per key)."""
-    accuracy = run_rows(summaries).set_index(["dataset", "method"])
-    maps = interpretability_table(summaries).set_index("dataset")
+def variants_table(records: list[dict]) -> pd.DataFrame:
+    """One row per record: each head's accuracy (mean and std over folds, percent), the
+    folds, the maps' span ratio and invariance gain, and the keys in which the variant
+    differs from default."""
+    accuracy = run_rows(records).set_index(["dataset", "variant", "method"])
+    maps = interpretability_table(records).set_index(["dataset", "variant"])
     rows = []
-    for key in summaries:
-        dataset, variant = key.split("/", 1)
-        row = {"dataset": dataset, "variant": variant}
+    for record in records:
+        key = (record["dataset"], record["variant"])
+        row = _identity(record)
         for head, method in HEADS.items():
-            found = accuracy.loc[(key, method)] if (key, method) in accuracy.index else None
+            found = accuracy.loc[(*key, method)] if (*key, method) in accuracy.index else None
             row[f"{head}_accuracy"] = np.nan if found is None else found["accuracy"]
             row[f"{head}_std"] = np.nan if found is None else found["std"]
         row["n_folds"] = maps.loc[key, "n_folds"]
         row.update({measure: maps.loc[key, measure] for measure in VARIANT_MEASURES})
         row["differs_in"] = "; ".join(f"{k}={json.dumps(v)}"
-                                      for k, v in sorted(differences.get(key, {}).items()))
-        rows.append(row)
+                                      for k, v in sorted(record["differs_in"].items()))
+        rows.append({**row, **_provenance(record)})
     return pd.DataFrame(rows).round(4)
 
 
 def variants_markdown(table: pd.DataFrame) -> str:
     heads = list(HEADS.values())
     lines = ["# Variants (accuracy %, mean ± std over folds)", "",
-             "Each variant beside the configuration as written (default); the last column "
-             "names what it changes.", "",
+             "Each variant beside the configuration as written (default); the last columns "
+             "name what it changes and when it finished.", "",
              "| dataset | variant | " + " | ".join(heads)
-             + " | folds | maps: span ratio | maps: invariance gain | differs in |",
-             "|---|---|" + "---|" * (len(heads) + 4)]
+             + " | folds | maps: span ratio | maps: invariance gain | differs in | finished |",
+             "|---|---|" + "---|" * (len(heads) + 5)]
     for row in table.to_dict("records"):
         cells = [_cell(row[f"{head}_accuracy"], row[f"{head}_std"], digits=2)
                  for head in HEADS]
-        lines.append(f"| {row['dataset']} | {row['variant']} | " + " | ".join(cells)
+        lines.append(f"| {row['dataset']} | {_variant(row)} | " + " | ".join(cells)
                      + f" | {row['n_folds']} | {_cell(row['span_ratio'])} | "
                      f"{_cell(row['invariance_gain'], digits=1)} | "
-                     f"{row['differs_in'] or '-'} |")
-    return "\n".join(lines) + "\n"
+                     f"{row['differs_in'] or '-'} | {row['finished']} |")
+    return "\n".join(lines + _stale_notes(table)) + "\n"
 
 
-def write_variants_table(summaries: dict[str, list[str | os.PathLike]],
-                         differences: dict[str, dict], csv: str | os.PathLike,
-                         md: str | os.PathLike, log: Callable[[str], None] = print) -> None:
-    table = variants_table(summaries, differences)
-    atomic_write_csv(csv, table)
-    atomic_write_text(md, variants_markdown(table))
-    log(f"wrote {csv} and {md}: {len(table)} dataset/variant rows")
+# ---------------------------------------------------------------- all of them
+
+TABLES = {  # name -> (table, markdown)
+    "accuracy": (accuracy_table, markdown),
+    "ablation": (ablation_table, ablation_markdown),
+    "interpretability": (interpretability_table, interpretability_markdown),
+    "variants": (variants_table, variants_markdown),
+}
+
+
+def write_tables(records: list[dict], out: dict[str, str | os.PathLike],
+                 log: Callable[[str], None] = print) -> None:
+    """Every table as <name>.csv and <name>.md (out keys: <name>_csv, <name>_md) from
+    `records` (expmap.records.read_records)."""
+    records = sorted(records, key=record_order)
+    for name, (build, render) in TABLES.items():
+        table = build(records)
+        atomic_write_csv(out[f"{name}_csv"], table)
+        atomic_write_text(out[f"{name}_md"], render(table))
+    for record in records:
+        log(f"{record['dataset']} / {record['variant']}: {len(record['folds'])} folds, "
+            f"finished {record['finished']}, {record['status']}")

@@ -5,7 +5,10 @@
     stage 3  EPMG on frozen EFE features, L_EPMG, t-per-class batches
 
 `train_stage` reads one fold of a prepared dataset and the previous stage's checkpoint,
-and writes the stage's checkpoint and a per-epoch metrics CSV. After every epoch it saves
+and writes the stage's checkpoint and a per-epoch metrics CSV. With `rounds` > 1 the three
+stages repeat: round r trains its share of each stage's epochs (`round_epochs`), stage 1
+of round r > 1 starting from round r - 1's stage-3 checkpoint; a checkpoint carries every
+module made so far and the metric rows of earlier rounds. After every epoch it saves
 a resumable state in `state_dir`; started again, it continues from there, and on a CPU
 ends bit-identical to an unbroken run. The loop reads nothing back from the device but
 once per epoch: losses, diagnostics, accuracy and the non-finite check are accumulated
@@ -98,7 +101,8 @@ class CommonHyperparameters:
     lr: float
     momentum: float  # SGD only
     weight_decay: float  # SGD: L2 in the gradient; Adam: decoupled (AdamW)
-    epochs: int
+    epochs: int  # of the whole stage, divided among the rounds
+    rounds: int  # stage 1 -> 2 -> 3 repeated; equal in every stage (expmap.config checks)
     clipping: float  # max gradient norm, per module or per model (clipping_scope)
     seed: int
     optimizer: str  # "sgd" (the paper's) or "adam"
@@ -233,7 +237,7 @@ class Stage1:
         return ShuffledBatchSampler(rows, hp.batch_size, hp.seed)
 
     def param_groups(self, hp) -> list[dict]:
-        return [{"params": trainable(self.modules.values()), "base_lr": hp.lr}]
+        return [{"params": trainable([self.efe]), "base_lr": hp.lr}]
 
     def train_mode(self):
         self.efe.train()
@@ -298,7 +302,9 @@ class Stage3:
         self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
 
     sampler = staticmethod(triplet_sampler)
-    param_groups = Stage1.param_groups
+
+    def param_groups(self, hp) -> list[dict]:
+        return [{"params": trainable([self.epmg]), "base_lr": hp.lr}]
 
     def train_mode(self):
         self.efe.eval()
@@ -354,22 +360,42 @@ def mean_grey(images: np.ndarray, rows: np.ndarray, seed: int) -> float:
     return total / max(1, len(sample))
 
 
+def round_epochs(epochs: int, rounds: int, round_: int) -> range:
+    """The epochs (0-based, of the whole stage) that round `round_` of `rounds` trains: the
+    stage's epochs divided as evenly as possible, in order."""
+    return range((round_ - 1) * epochs // rounds, round_ * epochs // rounds)
+
+
+def expected_init(stage: int, round_: int) -> int | None:
+    """The stage whose checkpoint a stage starts from: the previous one; for stage 1, round
+    r - 1's stage 3 (none in the first round)."""
+    if stage > 1:
+        return stage - 1
+    return len(STACK) if round_ > 1 else None
+
+
 def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: dict | None,
-                    log: Callable[[str], None]) -> tuple[dict[str, nn.Module], float]:
-    """The modules stage `stage` trains or uses: stage 1 builds EFE (loading VGG-Face weights
-    when given); stages 2 and 3 load the previous stage's checkpoint into the modules it
-    holds, and start the one they add afresh."""
-    if stage > 1 and init["stage"] != stage - 1:
-        raise TrainingError(f"stage {stage} needs a stage-{stage - 1} checkpoint, got a "
-                            f"stage-{init['stage']} one")
-    width = float((model or {}).get("width", 1.0)) if stage == 1 else init["width"]
-    modules = build_stack(STACK[:stage], data.num_classes, width,
+                    round_: int, log: Callable[[str], None]
+                    ) -> tuple[dict[str, nn.Module], float]:
+    """The modules stage `stage` trains or uses, with those the checkpoint `init` holds:
+    stage 1 of the first round builds EFE (loading VGG-Face weights when given); later
+    stages load the checkpoint and start afresh only the module they add."""
+    wanted = expected_init(stage, round_)
+    found = init["stage"] if init else None
+    if found != wanted:
+        raise TrainingError(f"stage {stage} of round {round_} needs "
+                            + (f"a stage-{wanted} checkpoint" if wanted else "no checkpoint")
+                            + (f", got a stage-{found} one" if found else ", got none"))
+    held = init["modules"] if init else {}
+    width = float((model or {}).get("width", 1.0)) if init is None else init["width"]
+    names = [name for name in STACK if name in held or name in STACK[:stage]]
+    modules = build_stack(names, data.num_classes, width,
                           emr_init=getattr(hp, "emr_init", "uniform"))
-    for name, state in (init["modules"] if init else {}).items():
+    for name, state in held.items():
         modules[name].load_state_dict(state)
-    if stage == 1:
+    if init is None:
         load_backbone(modules["efe"], (model or {}).get("weights"), log)
-    if stage == 3 and hp.decoder_init != "pytorch":
+    if stage == 3 and "epmg" not in held and hp.decoder_init != "pytorch":
         grey = mean_grey(data.images, data.train_index, hp.seed)
         modules["epmg"].init_decoder(hp.decoder_init, grey)
         log(f"decoder init {hp.decoder_init}: output bias at the training images' mean "
@@ -575,10 +601,10 @@ def evaluate_epoch(loop: Loop, epoch: int,
 
 
 def fingerprint(stage: int, hp: CommonHyperparameters, init: dict | None, model: dict | None,
-                fold: str) -> str:
+                fold: str, round_: int) -> str:
     """What a resumable state must match to be continued rather than discarded."""
     key = {"stage": stage, "hp": dataclasses.asdict(hp), "fold": fold, "model": model,
-           "init": init["run_id"] if init else None}
+           "init": init["run_id"] if init else None, "round": round_}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -618,12 +644,14 @@ def epoch_line(context: str, hp, row: dict, terms: list[str], validation: bool) 
 
 
 def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None,
-               model: dict | None, device: torch.device, log) -> tuple[Loop, float]:
+               model: dict | None, device: torch.device, log, round_: int = 1
+               ) -> tuple[Loop, float]:
     """The stage's modules, optimizer, sampler and data; and the model's width."""
     data = PreparedDataset(prepared).fold(fold)
-    context = f"{Path(prepared).parent.name} {fold} stage {stage}"
+    context = (f"{Path(prepared).parent.name} {fold} stage {stage}"
+               + (f" round {round_}/{hp.rounds}" if hp.rounds > 1 else ""))
     torch.manual_seed(hp.seed * 1_000_003 + stage)  # the new modules' initial weights
-    modules, width = initial_modules(stage, hp, data, model, init_checkpoint,
+    modules, width = initial_modules(stage, hp, data, model, init_checkpoint, round_,
                                      lambda line: log(f"{context}: {line}"))
     for module in modules.values():
         # channels_last: the convolutions' fast layout on GPUs and, measured, on CPUs too
@@ -636,7 +664,7 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
     loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)),
                 runner.sampler(hp, train_rows, data.labels), data,
                 torch.from_numpy(data.labels).to(device), validation_rows, device, context, log)
-    parameters = sum(p.numel() for p in trainable(modules.values()))
+    parameters = sum(p.numel() for group in loop.optimizer.param_groups for p in group["params"])
     log(f"{loop.context}: {len(train_rows)} training, {len(validation_rows)} validation and "
         f"{len(data.test_index)} test images, {data.num_classes} classes, "
         f"{len(loop.sampler)} steps per epoch, {parameters:,} trainable parameters, "
@@ -650,16 +678,21 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
                 checkpoint: str | os.PathLike, metrics: str | os.PathLike,
                 state_dir: str | os.PathLike, init: str | os.PathLike | None = None,
                 model: dict | None = None, threads: int = 1, device: str = "cpu",
-                log: Callable[[str], None] = print) -> None:
+                log: Callable[[str], None] = print, round_: int = 1) -> None:
+    """Train stage `stage` (its share of epochs in round `round_` of hp's `rounds`) from the
+    checkpoint `init`; write `checkpoint` and `metrics` (every round's rows so far)."""
     hp = HYPERPARAMETERS[stage].from_dict(hp)
+    if not 1 <= round_ <= hp.rounds:
+        raise TrainingError(f"round {round_} of a stage with rounds = {hp.rounds}")
     use_threads(threads, log)
     init_checkpoint = checkpoints.load_checkpoint(init) if init else None
     loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
-                             torch.device(device), log)
+                             torch.device(device), log, round_)
     state_file = Path(state_dir) / "last.pt"
-    key = fingerprint(stage, hp, init_checkpoint, model, fold)
-    rows, start_epoch, selected = resume(state_file, key, loop)
-    for epoch in range(start_epoch, hp.epochs):
+    key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
+    epochs = round_epochs(hp.epochs, hp.rounds, round_)
+    rows, done, selected = resume(state_file, key, loop)
+    for epoch in range(max(done, epochs.start), epochs.stop):
         row, selected = run_epoch(loop, epoch, selected)
         rows.append(row)
         Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -709,10 +742,14 @@ def finish(stage: int, hp, loop: Loop, rows: list[dict], selected: dict | None,
     history[f"stage{stage}"] = dataclasses.asdict(hp)
     if model is not None:
         history["model"] = model
+    # earlier rounds' rows of every stage travel with the checkpoints
+    metric_rows = dict(init_checkpoint.get("metrics", {})) if init_checkpoint else {}
+    metric_rows[f"stage{stage}"] = metric_rows.get(f"stage{stage}", []) + rows
     final = checkpoints.make_checkpoint(stage, loop.runner.modules, loop.data.class_names,
                                         width, history, run_id=uuid.uuid4().hex)
+    final["metrics"] = metric_rows
     if selected is not None:  # the next stage starts from the last epoch, as without it
         final["selected_on_validation"] = selected
-    atomic_write_csv(metrics, pd.DataFrame(rows))
+    atomic_write_csv(metrics, pd.DataFrame(metric_rows[f"stage{stage}"]))
     checkpoints.save_atomic(final, checkpoint)
     loop.log(f"{loop.context}: wrote {checkpoint} and {metrics}")

@@ -1,5 +1,6 @@
 # Config merging and validation, start-up checks, paths, and the helpers rules call.
 
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,9 @@ DATASETS = config["datasets"]
 BENCHMARKS = config["benchmarks"]
 try:  # benchmark -> variant -> {model, train}: "default" and the config's `variants:`
     RUNS = expmap.config.variant_runs(config, SCHEMA)
+    # "<dataset>/<variant>" -> {data, model, train} of every dataset: records on disk of
+    # other runs are checked against it (stale or current)
+    CONFIGURATIONS = expmap.config.configurations(config, SCHEMA)
 except expmap.config.ConfigError as error:
     raise SystemExit(f"config error: {error}")
 VARIANTS = sorted({variant for runs in RUNS.values() for variant in runs})
@@ -41,6 +45,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     variant="|".join(re.escape(variant) for variant in VARIANTS),
     fold=r"fold\d+|test",
+    round=r"\d+",
 
 
 def startup_problems():
@@ -86,21 +91,46 @@ def folds(name):
 
 
 FIGURE = "results/{dataset}/{variant}/figures/{figure}.png"
-MODULE_TABLES = ("ablation", "interpretability")
+RECORD = "results/{dataset}/{variant}/record.json"
+TABLE_NAMES = ("accuracy", "ablation", "interpretability", "variants")
+
+
+# The tables in the HTML report (snakemake --report), each with its caption file.
+REPORTED_TABLES = {
+    "accuracy_csv": "accuracy_csv",
+    "accuracy_md": "accuracy_md",
+    "ablation_csv": "ablation",
+    "interpretability_csv": "interpretability",
+    "variants_csv": "variants",
+}
+
+
+def table_files():
+    """The tables rule's outputs: <name>_csv and <name>_md for every table."""
+    files = {
+        f"{name}_{kind}": f"{TABLES}/{name}.{kind}"
+        for name in TABLE_NAMES
+        for kind in ("csv", "md")
+    }
+    return {
+        key: report(path, caption=f"../report/{REPORTED_TABLES[key]}.rst", category="Tables")
+        if key in REPORTED_TABLES
+        else path
+        for key, path in files.items()
+    }
 
 
 def final_outputs():
-    tables = [f"{TABLES}/accuracy.csv", f"{TABLES}/accuracy.md"] + [
-        f"{TABLES}/{name}.{kind}" for name in MODULE_TABLES for kind in ("csv", "md")
-    ]
     figures = [
         FIGURE.format(dataset=name, variant=variant, figure=figure)
         for name in BENCHMARKS
         for variant in RUNS[name]
         for figure in FIGURES
     ]
-    variants = [f"{TABLES}/variants.{kind}" for kind in ("csv", "md")]
-    return tables + variants + figures
+    tables = [
+        f"{TABLES}/{name}.{kind}" for name in TABLE_NAMES for kind in ("csv", "md")
+    ]
+    return tables + figures
 
 
 def fold_files(name, file, variant=expmap.config.DEFAULT_VARIANT):
@@ -109,32 +139,68 @@ def fold_files(name, file, variant=expmap.config.DEFAULT_VARIANT):
     return expand(f"{RUN}/{file}", dataset=name, variant=variant, fold=folds(name))
 
 
-def owner(wildcards, stage):
-    """The variant that trains stage `stage` for this one (itself, or the first whose
-    inputs to the stage are equal)."""
-    return expmap.config.stage_owner(RUNS[wildcards.dataset], wildcards.variant, stage)
+def rounds(wildcards):
+    """How many rounds of stage 1 -> 2 -> 3 this job's variant trains."""
+    return expmap.config.rounds_of(run(wildcards))
+
+
+def owner(wildcards, stage, round_=None):
+    """The variant that trains stage `stage` of round `round_` (default: the last) for this
+    one (itself, or the first whose inputs to the stage are equal)."""
+    round_ = rounds(wildcards) if round_ is None else round_
+    return expmap.config.stage_owner(
+        RUNS[wildcards.dataset], wildcards.variant, stage, round_
+    )
+
+
+def checkpoint_file(wildcards, stage, round_):
+    """This fold's stage-`stage` checkpoint of round `round_`, in the owner's folder:
+    round<r>/stageN.pt, or stageN.pt for the last round."""
+    folder = RUN.format(
+        dataset=wildcards.dataset,
+        variant=owner(wildcards, stage, round_),
+        fold=wildcards.fold,
+    )
+    within = "" if round_ == rounds(wildcards) else f"round{round_}/"
+    return f"{folder}/{within}stage{stage}.pt"
 
 
 def stage_checkpoint(stage):
-    """Input function: this fold's stage-`stage` checkpoint, from the variant that owns the
-    stage."""
-
-    def checkpoint(wildcards):
-        folder = RUN.format(
-            dataset=wildcards.dataset, variant=owner(wildcards, stage), fold=wildcards.fold
-        )
-        return f"{folder}/stage{stage}.pt"
-
-    return checkpoint
+    """Input function: this fold's final stage-`stage` checkpoint."""
+    return lambda wildcards: checkpoint_file(wildcards, stage, rounds(wildcards))
 
 
-def module_table_inputs(wildcards):
-    """module_tables' inputs per dataset: summary_<name> and stage3_<name> (metrics)."""
-    inputs = {}
-    for name in BENCHMARKS:
-        inputs[f"summary_{name}"] = fold_files(name, "summary.json")
-        inputs[f"stage3_{name}"] = fold_files(name, "stage3_metrics.csv")
+def stage_inputs(stage, in_round_folder):
+    """Input function of train_stage<stage>(_round): the prepared data and the checkpoint
+    the stage starts from (the previous stage's; for stage 1 of a later round, the previous
+    round's stage 3), or for the very first stage the VGG-Face weights when given."""
+
+    def inputs(wildcards):
+        round_ = int(wildcards.round) if in_round_folder else rounds(wildcards)
+        files = prepared_files(wildcards)
+        if stage > 1:
+            files["init"] = checkpoint_file(wildcards, stage - 1, round_)
+        elif round_ > 1:
+            files["init"] = checkpoint_file(wildcards, expmap.config.STAGES[-1], round_ - 1)
+        elif run(wildcards)["model"]["weights"]:
+            files["weights"] = run(wildcards)["model"]["weights"]
+        return files
+
     return inputs
+
+
+def stage_params(stage, folder):
+    """params of train_stage<stage>(_round): the stage's hyperparameters (one JSON string),
+    the round it trains, its state folder; for stage 1 the model too."""
+    params = {
+        "stage": stage,
+        "round": (lambda wildcards: int(wildcards.round)) if folder else rounds,
+        "hyperparameters": stage_hyperparameters(stage),
+        "state_dir": f"{RUN}/{folder}state_stage{stage}",
+    }
+    if stage == 1:
+        params["model"] = model_settings
+    return params
 
 
 def figure_inputs(wildcards):
@@ -144,7 +210,7 @@ def figure_inputs(wildcards):
         f"stage{stage}": fold_files(
             name, f"stage{stage}_metrics.csv", owner(wildcards, stage)
         )
-        for stage in (1, 2, 3)
+        for stage in expmap.config.STAGES
     }
     inputs["summaries"] = fold_files(name, "summary.json", variant)
     inputs["maps"] = fold_files(name, "maps.npz", variant)
@@ -152,29 +218,37 @@ def figure_inputs(wildcards):
     return inputs
 
 
-def variant_summaries(wildcards):
-    """variants_table's inputs, named <dataset>/<variant>: every fold's summary.json."""
-    return {
-        f"{name}/{variant}": fold_files(name, "summary.json", variant)
+def this_run_records(wildcards):
+    """tables' inputs: the record of every benchmark and variant of this run (the tables
+    also read every other record on disk)."""
+    return [
+        RECORD.format(dataset=name, variant=variant)
         for name in BENCHMARKS
         for variant in RUNS[name]
+    ]
+
+
+def record_inputs(wildcards):
+    """record's inputs: every fold's summary.json and the stage-3 metrics it evaluated."""
+    name = wildcards.dataset
+    return {
+        "summaries": fold_files(name, "summary.json", wildcards.variant),
+        "stage3": fold_files(name, "stage3_metrics.csv", owner(wildcards, 3)),
     }
 
 
-def variant_differences():
-    """Per <dataset>/<variant>, the keys in which it differs from default (a JSON string)."""
+def record_settings(wildcards):
+    """record's params: the configuration the run had and the keys in which it differs from
+    default (one JSON string, so that a change rewrites the record)."""
+    key = f"{wildcards.dataset}/{wildcards.variant}"
     return expmap.config.canonical_json(
         {
-            f"{name}/{variant}": expmap.config.differences(RUNS[name], variant)
-            for name in BENCHMARKS
-            for variant in RUNS[name]
+            "configuration": CONFIGURATIONS[key],
+            "differs_in": expmap.config.differences(
+                RUNS[wildcards.dataset], wildcards.variant
+            ),
         }
     )
-
-
-def summaries_by_dataset(wildcards):
-    """aggregate's inputs, named by dataset: every fold's summary.json."""
-    return {name: fold_files(name, "summary.json") for name in BENCHMARKS}
 
 
 def prepared_files(wildcards):
@@ -188,14 +262,8 @@ def prepared_files(wildcards):
 
 def adapter_settings(wildcards):
     """prepare's params: everything of datasets.<name> the adapter reads, as one string."""
-    dataset = DATASETS[wildcards.dataset]
     return expmap.config.canonical_json(
-        {
-            "adapter": dataset["adapter"],
-            "root": dataset.get("root"),
-            "options": dataset.get("options", {}),
-            "classes": dataset.get("classes"),
-        }
+        expmap.config.data_settings(DATASETS[wildcards.dataset])
     )
 
 
@@ -215,11 +283,3 @@ def run(wildcards):
 
 def model_settings(wildcards):
     return expmap.config.canonical_json(run(wildcards)["model"])
-
-
-def stage1_inputs(wildcards):
-    inputs = prepared_files(wildcards)
-    weights = run(wildcards)["model"]["weights"]
-    if weights:
-        inputs["weights"] = weights
-    return inputs

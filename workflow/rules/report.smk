@@ -1,73 +1,37 @@
-# The paper's table (SPEC §5) with this run's results beside "Ours (paper)", the ablation
-# and the interpretability measures; the figures of each dataset.
+# One record per finished dataset and variant; the tables from every record on disk (the
+# paper's table with ours beside "Ours (paper)", the ablation, the interpretability
+# measures, the variants); the figures of each dataset and variant.
 
 
-rule aggregate:
+rule record:
     input:
-        unpack(summaries_by_dataset),
+        unpack(record_inputs),
     output:
-        csv=report(
-            f"{TABLES}/accuracy.csv",
-            caption="../report/accuracy_csv.rst",
-            category="Accuracy",
-        ),
-        markdown=report(
-            f"{TABLES}/accuracy.md",
-            caption="../report/accuracy_md.rst",
-            category="Accuracy",
-        ),
+        RECORD,
     log:
-        "results/logs/aggregate.log",
-    conda:
-        "../../envs/expmap.yaml"
-    script:
-        "../scripts/aggregate.py"
-
-
-rule variants_table:
-    input:
-        unpack(variant_summaries),
-    output:
-        csv=report(
-            f"{TABLES}/variants.csv",
-            caption="../report/variants.rst",
-            category="Variants",
-        ),
-        markdown=f"{TABLES}/variants.md",
-    log:
-        "results/logs/variants_table.log",
+        "results/{dataset}/logs/{variant}/record.log",
     conda:
         "../../envs/expmap.yaml"
     params:
-        differences=variant_differences(),
+        settings=record_settings,
     script:
-        "../scripts/variants_table.py"
+        "../scripts/record.py"
 
 
-rule module_tables:
+# Reads every record under results/, not only this run's: the table grows run by run.
+rule tables:
     input:
-        unpack(module_table_inputs),
+        this_run_records,
     output:
-        ablation_csv=report(
-            f"{TABLES}/ablation.csv",
-            caption="../report/ablation.rst",
-            category="Ablation and interpretability",
-        ),
-        ablation_md=f"{TABLES}/ablation.md",
-        interpretability_csv=report(
-            f"{TABLES}/interpretability.csv",
-            caption="../report/interpretability.rst",
-            category="Ablation and interpretability",
-        ),
-        interpretability_md=f"{TABLES}/interpretability.md",
+        **table_files(),
     log:
-        "results/logs/module_tables.log",
+        "results/logs/tables.log",
     conda:
         "../../envs/expmap.yaml"
     params:
-        datasets=BENCHMARKS,
+        current=expmap.config.canonical_json(CONFIGURATIONS),
     script:
-        "../scripts/module_tables.py"
+        "../scripts/tables.py"
 
 
 rule figures:

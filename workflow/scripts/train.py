@@ -1,4 +1,5 @@
-"""Rules train_stage1, train_stage2, train_stage3: one training stage of one fold."""
+"""Rules train_stage1..3 and train_stage1..3_round: one training stage of one fold (in one
+round)."""
 
 import json
 from pathlib import Path
@@ -25,4 +26,5 @@ with job_log(snakemake.log[0]) as log:
             threads=snakemake.threads,
             device=device,
             log=log,
+            round_=params.round,
         )
