@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY, snakemake
+import yaml
+from conftest import REPO, TINY, snakemake
 
 # Snakemake's own notices, printed before the workflow's lines.
 NOTICES = ("Using workflow specific profile", "Config file ")
@@ -272,3 +273,15 @@ def test_rounds_repeat_the_three_stages_in_the_dag(tmp_path):
     stage3 = [block for block in text.split("\n\n") if "rule train_stage3_round:" in block
               and "paper_stage3/fold0/round1/stage3.pt" in block][0]
     assert "results/synthetic/default/fold0/round1/stage2.pt" in stage3
+
+
+def test_the_slurm_profile_names_every_job_rule_and_gives_a_gpu_where_one_is_claimed(tmp_path):
+    """profiles/slurm sizes rules by name: a rule renamed or added must be sized there too."""
+    listed = snakemake(tmp_path, "--list-rules").stdout.split()
+    rules = {rule for rule in listed if rule != "all" and rule.isidentifier()}
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    sized = profile["set-resources"]
+    assert set(sized) == rules
+    assert set(profile["set-threads"]) == rules
+    with_gpu = {rule for rule, asked in sized.items() if asked.get("gpu") == 1}
+    assert with_gpu == {rule for rule in rules if rule.startswith(("train_", "evaluate"))}
