@@ -285,3 +285,18 @@ def test_the_slurm_profile_names_every_job_rule_and_gives_a_gpu_where_one_is_cla
     assert set(profile["set-threads"]) == rules
     with_gpu = {rule for rule, asked in sized.items() if asked.get("gpu") == 1}
     assert with_gpu == {rule for rule in rules if rule.startswith(("train_", "evaluate"))}
+
+
+@pytest.mark.slow
+def test_a_run_in_rounds_ends_with_every_round_s_epochs_in_its_metrics(tmp_path):
+    """rounds: 2 of two-epoch stages, one fold, run whole: round 1 under round1/, the last
+    round in the usual files, each stage's metrics holding both rounds' epochs."""
+    change = overlay(tmp_path, "rounds", ROUNDS + "    run_folds: [fold0]\n")
+    result = snakemake(tmp_path / "work", overlays=(TINY, change))
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    fold = tmp_path / "work/results/synthetic/default/fold0"
+    for stage in (1, 2, 3):
+        assert (fold / f"round1/stage{stage}.pt").is_file()
+        assert list(pd.read_csv(fold / f"stage{stage}_metrics.csv")["epoch"]) == [1, 2]
+    table = pd.read_csv(tmp_path / "work/results/tables/variants.csv")
+    assert list(table["variant"]) == ["default", "paper_stage3"]
