@@ -6,7 +6,9 @@ For stage 1, 2 and 3, in one run on one device, width, batch and precision:
   random faces written to a temporary folder;
 - bare: forward, the stage's loss, backward and the optimizer's step on the same modules
   and optimizer, on a batch already on the device.
-Their ratio is what the loop costs beyond the arithmetic. Also: the reader's own rate, peak
+Their ratio is what the loop costs beyond the arithmetic; in stage 3 the loop also keeps
+the frozen EFE's features (config.yaml's feature_cache_mb) while the bare step recomputes
+them, so its ratio says what keeping them saves. Also: the reader's own rate, peak
 memory, FLOPs per training image (torch.utils.flop_counter) and, on a GPU of the known-peaks
 table, the loop's model FLOPs utilisation (MFU).
 
@@ -74,9 +76,8 @@ def run_config(overlays=()) -> dict:
     return cfg.load_files([REPO / "config.yaml", *overlays], schema)
 
 
-def default_hyperparameters() -> dict[int, dict]:
-    """config.yaml's hyperparameters for a dataset of defaults (`mine`), per stage."""
-    merged = run_config()
+def default_hyperparameters(merged: dict) -> dict[int, dict]:
+    """The merged config's hyperparameters for a dataset of defaults (`mine`), per stage."""
     return {stage: merged["datasets"]["mine"]["train"][f"stage{stage}"] for stage in (1, 2, 3)}
 
 
@@ -197,7 +198,8 @@ def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | No
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     loop, width = build_loop(stage, HYPERPARAMETERS[stage].from_dict(hp), store, "fold0", init,
-                             model if stage == 1 else None, device, log=lambda line: None)
+                             model if stage == 1 else None, device, log=lambda line: None,
+                             feature_cache_mb=args.feature_cache_mb)
     images, labels = resident_batch(loop)
     measured = rates(loop, images, labels, args.rounds)
     loop_images = measured["loop_images_per_s"]
@@ -236,6 +238,8 @@ def parse(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="timed rounds per stage (one loop epoch, as many bare steps)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--feature-cache-mb", type=int, default=None,
+                        help="stage 3's kept features (default: config.yaml's; 0: none)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args(argv)
 
@@ -267,7 +271,11 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="expmap-bench-") as folder:
         # enough training rows (two folds of three) for `steps` stage-1 batches
         store = write_store(Path(folder) / "prepared", FOLDS * args.batch * args.steps // 2)
-        defaults, init = default_hyperparameters(), None
+        config = run_config()
+        if args.feature_cache_mb is None:
+            args.feature_cache_mb = config["feature_cache_mb"]
+        result["feature_cache_mb"] = args.feature_cache_mb
+        defaults, init = default_hyperparameters(config), None
         for stage in (1, 2, 3):
             result["stages"][str(stage)], init = measure_stage(stage, args, defaults, store, init,
                                                                device)

@@ -9,6 +9,7 @@ from conftest import PAPER, stage_hyperparameters
 from expmap.checkpoints import load_checkpoint
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.evaluate import evaluate_fold
+from expmap.feature_cache import FeatureCache
 from expmap.train import TrainingError, train_stage
 
 WIDTH = 1 / 32
@@ -16,10 +17,11 @@ WIDTH = 1 / 32
 STAGE1, STAGE2, STAGE3 = (stage_hyperparameters(stage, PAPER, epochs=2) for stage in (1, 2, 3))
 
 
-def run(stage, hp, prepared, out, init=None, log=lambda line: None):
+def run(stage, hp, prepared, out, init=None, log=lambda line: None, feature_cache_mb=0):
     train_stage(stage, hp, prepared, "fold0", out / f"stage{stage}.pt",
                 out / f"stage{stage}.csv", out / f"state{stage}", init=init,
-                model={"width": WIDTH, "weights": None} if stage == 1 else None, log=log)
+                model={"width": WIDTH, "weights": None} if stage == 1 else None, log=log,
+                feature_cache_mb=feature_cache_mb)
     return out / f"stage{stage}.pt"
 
 
@@ -252,3 +254,39 @@ def test_a_round_checks_the_checkpoint_it_starts_from(prepared, stage1, tmp_path
                                             "got a stage-1 one"):
         train_stage(1, {**STAGE1, "rounds": 2}, prepared, "fold0", tmp_path / "s.pt",
                     tmp_path / "s.csv", tmp_path / "state", init=stage1, round_=2)
+
+
+def test_the_feature_cache_computes_each_image_and_view_once():
+    computed = []
+
+    def features(images):
+        computed.append(len(images))
+        return images[:, :2] * 2
+
+    cache = FeatureCache(rows=5, views=2, feature_shape=(2,), device=torch.device("cpu"))
+    images = torch.arange(9.0).view(3, 3)
+    first = cache(features, images, np.array([0, 1, 1]), torch.tensor([False, False, True]))
+    again = cache(features, images.flip(0), np.array([1, 1, 0]),
+                  torch.tensor([True, False, False]))
+    assert computed == [3]  # the second batch held the same three (row, view) pairs
+    assert torch.equal(first, images[:, :2] * 2) and torch.equal(again, first.flip(0))
+    cache(features, images[:2], np.array([4, 1]), torch.tensor([False, False]))
+    assert computed == [3, 1]
+
+
+def test_stage3_with_kept_features_trains_as_when_it_recomputes_them(prepared, stage1,
+                                                                      tmp_path):
+    stage2 = run(2, STAGE2, prepared, tmp_path, init=stage1)
+    logs = {"kept": [], "recomputed": []}
+    for name, megabytes in (("kept", 64), ("recomputed", 0)):
+        (tmp_path / name).mkdir()
+        run(3, STAGE3, prepared, tmp_path / name, init=stage2, log=logs[name].append,
+            feature_cache_mb=megabytes)
+    assert any("computed once per image and view and kept" in line for line in logs["kept"])
+    assert any("recomputed at every step: keeping them would take" in line
+               for line in logs["recomputed"])
+    kept, recomputed = (pd.read_csv(tmp_path / name / "stage3.csv")
+                        for name in ("kept", "recomputed"))
+    for column in ("loss_total", "loss_pattern", "test_accuracy"):
+        assert kept[column].to_numpy() == pytest.approx(recomputed[column].to_numpy(),
+                                                        rel=1e-4), column

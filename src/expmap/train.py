@@ -52,6 +52,7 @@ from expmap.data.sampling import (
 from expmap.data.store import FoldData, PreparedDataset
 from expmap.devices import use_threads
 from expmap.errors import UserError
+from expmap.feature_cache import FeatureCache
 from expmap.io import atomic_write_csv
 from expmap.losses import (
     DISTANCES,
@@ -242,12 +243,14 @@ class Stage1:
     def train_mode(self):
         self.efe.train()
 
-    def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
+    # rows and mirrored (the images' store rows, and which are mirrored) serve Stage3's
+    # feature cache; a batch built elsewhere (a bench, a test) passes neither
+    def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
         with self.precision():
             out = as_fp32(self.efe(images))
         return stage1_loss(out.logits, labels, out.mask), out.logits
 
-    def predict(self, images):
+    def predict(self, images, rows=None):
         return self.efe(images).logits
 
 
@@ -277,7 +280,7 @@ class Stage2(Stage1):
         self.efe.train()
         self.emr.train()
 
-    def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
+    def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
         with self.precision():
             out = as_fp32(self.efe(images))
         emr = self.emr(out.mask)  # a small RNN, kept in fp32
@@ -300,8 +303,35 @@ class Stage3:
         self.weights = EPMGWeights(hp.lambda4, hp.lambda5, hp.lambda6, hp.lambda7, hp.beta,
                                    hp.gamma, hp.triplets)
         self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
+        self.cache: FeatureCache | None = None
 
     sampler = staticmethod(triplet_sampler)
+
+    def use_feature_cache(self, data: FoldData, views: int, device: torch.device,
+                          limit_mb: float, log: Callable[[str], None]) -> None:
+        """Keep the frozen EFE's features of every image and view on `device` when they
+        take at most `limit_mb`; else every step computes them."""
+        self.efe.eval()
+        with torch.no_grad():
+            probe = self.frozen_features(image_batch(data.images, data.train_index[:1], device))
+        shape = tuple(probe.shape[1:])
+        needed = FeatureCache.megabytes(len(data.images), views, shape)
+        if needed > limit_mb:
+            log(f"the frozen EFE's features are recomputed at every step: keeping them would "
+                f"take {needed:,.0f} MB, above feature_cache_mb {limit_mb:,.0f}")
+            return
+        self.cache = FeatureCache(len(data.images), views, shape, device)
+        log(f"the frozen EFE's features are computed once per image and view and kept "
+            f"({needed:,.0f} MB on {device}, feature_cache_mb {limit_mb:,.0f})")
+
+    def frozen_features(self, images) -> torch.Tensor:
+        with self.precision():
+            return self.efe(images).features
+
+    def features(self, images, rows, mirrored) -> torch.Tensor:
+        if self.cache is None or rows is None:
+            return self.frozen_features(images)
+        return self.cache(self.frozen_features, images, rows, mirrored)
 
     def param_groups(self, hp) -> list[dict]:
         return [{"params": trainable([self.epmg]), "base_lr": hp.lr}]
@@ -311,16 +341,16 @@ class Stage3:
         self.emr.eval()
         self.epmg.train()
 
-    def losses(self, images, labels) -> tuple[StageLoss, torch.Tensor]:
+    def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
+        with torch.no_grad():
+            features = self.features(images, rows, mirrored)
         with self.precision():
-            with torch.no_grad():
-                features = self.efe(images).features
             out = as_fp32(self.epmg(features))
         return stage3_loss(out.embedding, out.logits, out.pattern, images, labels,
                            self.weights), out.logits
 
-    def predict(self, images):
-        return self.epmg(self.efe(images).features).logits
+    def predict(self, images, rows=None):
+        return self.epmg(self.features(images, rows, None).float()).logits
 
 
 STAGES = {1: Stage1, 2: Stage2, 3: Stage3}
@@ -516,7 +546,7 @@ def train_step(loop: Loop, step: int, global_step: int, pixels, batch_rows, flip
     flip = torch.rand(len(batch_rows), generator=flips) < 0.5 if hp.flip else None
     images = to_device(pixels, loop.device, flip)
     batch_labels = loop.labels[batch_rows]
-    loss, logits = runner.losses(images, batch_labels)
+    loss, logits = runner.losses(images, batch_labels, batch_rows, flip)
     optimizer.zero_grad(set_to_none=True)
     if step == 0:
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -558,7 +588,7 @@ def accuracy_on(stage, images: np.ndarray, labels: torch.Tensor, rows: np.ndarra
     correct = torch.zeros((), dtype=torch.long, device=device)
     with torch.no_grad():
         for batch_rows in ordered_batches(rows, EVAL_BATCH):
-            logits = stage.predict(image_batch(images, batch_rows, device))
+            logits = stage.predict(image_batch(images, batch_rows, device), batch_rows)
             correct += (logits.argmax(1) == labels[batch_rows]).sum()
     return correct / max(1, len(rows))
 
@@ -644,9 +674,10 @@ def epoch_line(context: str, hp, row: dict, terms: list[str], validation: bool) 
 
 
 def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None,
-               model: dict | None, device: torch.device, log, round_: int = 1
-               ) -> tuple[Loop, float]:
-    """The stage's modules, optimizer, sampler and data; and the model's width."""
+               model: dict | None, device: torch.device, log, round_: int = 1,
+               feature_cache_mb: float = 0) -> tuple[Loop, float]:
+    """The stage's modules, optimizer, sampler and data; and the model's width. Stage 3
+    keeps the frozen EFE's features where they take at most `feature_cache_mb`."""
     data = PreparedDataset(prepared).fold(fold)
     context = (f"{Path(prepared).parent.name} {fold} stage {stage}"
                + (f" round {round_}/{hp.rounds}" if hp.rounds > 1 else ""))
@@ -659,6 +690,9 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
         if hp.compile:
             module.compile()
     runner = STAGES[stage](hp, modules, forward_precision(hp.precision, device))
+    if stage == 3:
+        runner.use_feature_cache(data, 2 if hp.flip else 1, device, feature_cache_mb,
+                                 lambda line: log(f"{context}: {line}"))
     train_rows, validation_rows = split_validation(data.train_index, data.subjects,
                                                    hp.validation_fraction)
     loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)),
@@ -678,16 +712,18 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
                 checkpoint: str | os.PathLike, metrics: str | os.PathLike,
                 state_dir: str | os.PathLike, init: str | os.PathLike | None = None,
                 model: dict | None = None, threads: int = 1, device: str = "cpu",
-                log: Callable[[str], None] = print, round_: int = 1) -> None:
+                log: Callable[[str], None] = print, round_: int = 1,
+                feature_cache_mb: float = 0) -> None:
     """Train stage `stage` (its share of epochs in round `round_` of hp's `rounds`) from the
-    checkpoint `init`; write `checkpoint` and `metrics` (every round's rows so far)."""
+    checkpoint `init`; write `checkpoint` and `metrics` (every round's rows so far). Stage 3
+    keeps its frozen features in up to `feature_cache_mb` of the device's memory."""
     hp = HYPERPARAMETERS[stage].from_dict(hp)
     if not 1 <= round_ <= hp.rounds:
         raise TrainingError(f"round {round_} of a stage with rounds = {hp.rounds}")
     use_threads(threads, log)
     init_checkpoint = checkpoints.load_checkpoint(init) if init else None
     loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
-                             torch.device(device), log, round_)
+                             torch.device(device), log, round_, feature_cache_mb)
     state_file = Path(state_dir) / "last.pt"
     key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
     epochs = round_epochs(hp.epochs, hp.rounds, round_)

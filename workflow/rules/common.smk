@@ -189,6 +189,14 @@ def stage_inputs(stage, in_round_folder):
     return inputs
 
 
+def stage_resources(stage):
+    """resources of train_stage<stage>(_round): a GPU; for stage 3 the memory its feature
+    cache may take (a resource, not a param: changing it reruns nothing)."""
+    if stage == 3:
+        return {"gpu": 1, "feature_cache_mb": config["feature_cache_mb"]}
+    return {"gpu": 1}
+
+
 def stage_params(stage, folder):
     """params of train_stage<stage>(_round): the stage's hyperparameters (one JSON string),
     the round it trains, its state folder; for stage 1 the model too."""

@@ -25,7 +25,7 @@ for stage, folder in itertools.product(expmap.config.STAGES, ("", "round{round}/
             "../../envs/expmap.yaml"
         threads: TRAIN_THREADS
         resources:
-            gpu=1,
+            **stage_resources(stage),
         params:
             **stage_params(stage, folder),
         script:
