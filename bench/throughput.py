@@ -6,9 +6,9 @@ For stage 1, 2 and 3, in one run on one device, width, batch and precision:
   random faces written to a temporary folder;
 - bare: forward, the stage's loss, backward and the optimizer's step on the same modules
   and optimizer, on a batch already on the device.
-Their ratio is what the loop costs beyond the arithmetic; in stage 3 the loop also keeps
-the frozen EFE's features (config.yaml's feature_cache_mb) while the bare step recomputes
-them, so its ratio says what keeping them saves. Also: the reader's own rate, peak
+Their ratio is what the loop costs beyond the arithmetic; in stages 2 and 3 the loop also
+keeps what the frozen convs compute (config.yaml's feature_cache_mb) while the bare step
+recomputes it, so there the ratio says what keeping it saves. Also: the reader's own rate, peak
 memory, FLOPs per training image (torch.utils.flop_counter) and, on a GPU of the known-peaks
 table, the loop's model FLOPs utilisation (MFU).
 
@@ -239,7 +239,7 @@ def parse(argv=None):
                         help="timed rounds per stage (one loop epoch, as many bare steps)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--feature-cache-mb", type=int, default=None,
-                        help="stage 3's kept features (default: config.yaml's; 0: none)")
+                        help="frozen convs' kept activations (default: config.yaml's; 0: none)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     return parser.parse_args(argv)
 

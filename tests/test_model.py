@@ -36,6 +36,19 @@ def test_width_scales_every_conv_and_fc():
     assert narrow.classifier[0].out_features == 256 and narrow.classifier[3].out_features == 256
 
 
+def test_the_efe_continues_from_the_activations_of_its_first_convs():
+    efe = EFE(num_classes=3, width=1 / 16).eval()
+    images = torch.rand(2, 3, 224, 224) * 255
+    whole = efe(images)
+    for convs in (0, 1, 2, 5, 12, 13):
+        part = efe.forward_from(efe.prefix(images, convs), convs)
+        assert torch.allclose(part.logits, whole.logits, atol=1e-5), convs
+        assert torch.allclose(efe.masked_from(efe.prefix(images, convs), convs)[1],
+                              whole.features, atol=1e-5), convs
+    assert efe.prefix(images, 13).shape == (2, 32, 7, 7)  # after the last max-pool
+    assert efe.prefix(images, 2).shape == (2, 4, 112, 112)  # a max-pool follows conv 2
+
+
 def test_emr_reads_mask_row_major():
     emr = EMR()
     mask = torch.rand(1, 1, 7, 7)

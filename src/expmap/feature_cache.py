@@ -1,9 +1,10 @@
-"""The frozen EFE's features, computed once per image and view in stage 3.
+"""Activations of frozen layers, computed once per image and view.
 
-In stage 3 the EFE does not change and every image is read either as it is or mirrored,
-so its masked features are a fixed function of (store row, mirrored): computing them once
-and reading them back afterwards skips the EFE's forward pass, most of a stage-3 step's
-arithmetic, from the second time an image is drawn on.
+In stage 2 the EFE's first `frozen_convs` convs do not change, and in stage 3 none of the
+EFE does; every image is read either as it is or mirrored. So what the frozen convs make of
+an image is a fixed function of (store row, mirrored): computing it once and reading it
+back afterwards skips their forward pass, most of a step's arithmetic in stage 3 and, with
+the paper's 13 frozen convs, in stage 2, from the second time an image is drawn on.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import torch
 
 
 class FeatureCache:
-    """Features [rows x views, C, 7, 7] kept on the training device, filled as batches come.
+    """Activations [rows x views, ...] kept on the training device, filled as batches come.
     Which are filled is known on the host, so that a step never waits for the device."""
 
-    def __init__(self, rows: int, views: int, feature_shape: tuple[int, ...],
-                 device: torch.device):
+    def __init__(self, rows: int, views: int, shape: tuple[int, ...], device: torch.device):
         self.views = views
-        self.features = torch.empty((rows * views, *feature_shape), device=device)
+        self.activations = torch.empty((rows * views, *shape), device=device)
         self.filled = torch.zeros(rows * views, dtype=torch.bool)
 
     @staticmethod
-    def megabytes(rows: int, views: int, feature_shape: tuple[int, ...]) -> float:
-        return rows * views * math.prod(feature_shape) * 4 / 2**20  # fp32
+    def megabytes(rows: int, views: int, shape: tuple[int, ...]) -> float:
+        return rows * views * math.prod(shape) * 4 / 2**20  # fp32
 
     def slots(self, rows, mirrored: torch.Tensor | None) -> torch.Tensor:
         """Host tensor of each image's slot: its row's first, or second when mirrored."""
@@ -37,13 +37,13 @@ class FeatureCache:
 
     def __call__(self, compute: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                  rows, mirrored: torch.Tensor | None) -> torch.Tensor:
-        """The features of `images` (store `rows`, `mirrored` or not), computing with
+        """The activations of `images` (store `rows`, `mirrored` or not), computing with
         `compute` only those of images not seen before; always fp32."""
         slots = self.slots(rows, mirrored)
         missing = (~self.filled[slots]).nonzero().squeeze(1)
-        device = self.features.device
+        device = self.activations.device
         if len(missing):
             new = slots[missing]
-            self.features[new.to(device)] = compute(images[missing.to(device)]).float()
+            self.activations[new.to(device)] = compute(images[missing.to(device)]).float()
             self.filled[new] = True
-        return self.features[slots.to(device)]
+        return self.activations[slots.to(device)]

@@ -67,6 +67,7 @@ from expmap.losses import (
     stage3_loss,
 )
 from expmap.model import EFE, NUM_CONVS, STACK, build_stack
+from expmap.model.efe import EFEOutput
 from expmap.model.emr import EMR_INITS
 from expmap.model.epmg import DECODER_INITS
 from expmap.model.vggface import conv_layers
@@ -218,7 +219,54 @@ def triplet_sampler(hp, rows: np.ndarray, labels: np.ndarray) -> TripletBatchSam
     return TripletBatchSampler(rows, labels[rows], hp.t, hp.iterations, hp.seed)
 
 
-class Stage1:
+class FrozenConvs:
+    """A stage whose EFE has its first `frozen_convs` convs frozen: their activations are a
+    fixed function of (image, mirrored or not), so they are computed the first time an
+    image and view is drawn and read back afterwards, where they fit (`keep_frozen`)."""
+
+    frozen_convs = 0
+    cache: FeatureCache | None = None
+    efe: EFE
+    precision: Callable[[], ContextManager]
+
+    def keep_frozen(self, data: FoldData, views: int, device: torch.device, limit_mb: float,
+                    log: Callable[[str], None]) -> None:
+        """Keep the frozen convs' activations of every image and view on `device` when they
+        take at most `limit_mb`; else every step computes them."""
+        if self.frozen_convs == 0:
+            return
+        what = f"the frozen convs' activations (conv 1..{self.frozen_convs})"
+        probe = self.frozen_activations(image_batch(data.images, data.train_index[:1], device))
+        shape = tuple(probe.shape[1:])
+        needed = FeatureCache.megabytes(len(data.images), views, shape)
+        if needed > limit_mb:
+            log(f"{what} are recomputed at every step: keeping them would take "
+                f"{needed:,.0f} MB, above feature_cache_mb {limit_mb:,.0f}")
+            return
+        self.cache = FeatureCache(len(data.images), views, shape, device)
+        log(f"{what} are computed once per image and view and kept ({needed:,.0f} MB on "
+            f"{device}, feature_cache_mb {limit_mb:,.0f})")
+
+    def frozen_activations(self, images) -> torch.Tensor:
+        with torch.no_grad(), self.precision():
+            return self.efe.prefix(images, self.frozen_convs)
+
+    def kept(self, images, rows, mirrored) -> torch.Tensor | None:
+        """The frozen convs' kept activations of these images; None where none are kept."""
+        if self.cache is None or rows is None:
+            return None
+        return self.cache(self.frozen_activations, images, rows, mirrored)
+
+    def efe_outputs(self, images, rows, mirrored, precision) -> EFEOutput:
+        kept = self.kept(images, rows, mirrored)
+        with precision():
+            # the module's own call where nothing is kept: compiled where `compile` asks
+            out = (self.efe(images) if kept is None
+                   else self.efe.forward_from(kept, self.frozen_convs))
+        return as_fp32(out)
+
+
+class Stage1(FrozenConvs):
     """EFE trained whole with cross-entropy."""
 
     margins: dict[str, tuple[str, float]] = {}  # triplet term -> (symbol, margin)
@@ -243,15 +291,14 @@ class Stage1:
     def train_mode(self):
         self.efe.train()
 
-    # rows and mirrored (the images' store rows, and which are mirrored) serve Stage3's
-    # feature cache; a batch built elsewhere (a bench, a test) passes neither
+    # rows and mirrored (the images' store rows, and which are mirrored) find kept frozen
+    # activations; a batch built elsewhere (a bench, a test) passes neither
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
-        with self.precision():
-            out = as_fp32(self.efe(images))
+        out = self.efe_outputs(images, rows, mirrored, self.precision)
         return stage1_loss(out.logits, labels, out.mask), out.logits
 
     def predict(self, images, rows=None):
-        return self.efe(images).logits
+        return self.efe_outputs(images, rows, None, nullcontext).logits
 
 
 class Stage2(Stage1):
@@ -268,6 +315,7 @@ class Stage2(Stage1):
             raise TrainingError(f"frozen_convs must lie in 0..{NUM_CONVS}, not {hp.frozen_convs}")
         for conv in conv_layers(self.efe.features)[: hp.frozen_convs]:
             conv.requires_grad_(False)
+        self.frozen_convs = hp.frozen_convs
 
     sampler = staticmethod(triplet_sampler)
 
@@ -281,15 +329,16 @@ class Stage2(Stage1):
         self.emr.train()
 
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
-        with self.precision():
-            out = as_fp32(self.efe(images))
+        out = self.efe_outputs(images, rows, mirrored, self.precision)
         emr = self.emr(out.mask)  # a small RNN, kept in fp32
         return stage2_loss(out.logits, out.mask, emr.refined, emr.h, labels,
                            self.weights), out.logits
 
 
-class Stage3:
+class Stage3(FrozenConvs):
     """EPMG alone on the features of the frozen EFE, with L_EPMG."""
+
+    frozen_convs = NUM_CONVS
 
     def __init__(self, hp: Stage3Hyperparameters, modules: dict[str, nn.Module],
                  precision: Callable[[], ContextManager]):
@@ -303,35 +352,17 @@ class Stage3:
         self.weights = EPMGWeights(hp.lambda4, hp.lambda5, hp.lambda6, hp.lambda7, hp.beta,
                                    hp.gamma, hp.triplets)
         self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
-        self.cache: FeatureCache | None = None
 
     sampler = staticmethod(triplet_sampler)
 
-    def use_feature_cache(self, data: FoldData, views: int, device: torch.device,
-                          limit_mb: float, log: Callable[[str], None]) -> None:
-        """Keep the frozen EFE's features of every image and view on `device` when they
-        take at most `limit_mb`; else every step computes them."""
-        self.efe.eval()
+    def features(self, images, rows, mirrored, precision) -> torch.Tensor:
+        """The frozen EFE's masked features (no classifier: EPMG does not read it)."""
         with torch.no_grad():
-            probe = self.frozen_features(image_batch(data.images, data.train_index[:1], device))
-        shape = tuple(probe.shape[1:])
-        needed = FeatureCache.megabytes(len(data.images), views, shape)
-        if needed > limit_mb:
-            log(f"the frozen EFE's features are recomputed at every step: keeping them would "
-                f"take {needed:,.0f} MB, above feature_cache_mb {limit_mb:,.0f}")
-            return
-        self.cache = FeatureCache(len(data.images), views, shape, device)
-        log(f"the frozen EFE's features are computed once per image and view and kept "
-            f"({needed:,.0f} MB on {device}, feature_cache_mb {limit_mb:,.0f})")
-
-    def frozen_features(self, images) -> torch.Tensor:
-        with self.precision():
-            return self.efe(images).features
-
-    def features(self, images, rows, mirrored) -> torch.Tensor:
-        if self.cache is None or rows is None:
-            return self.frozen_features(images)
-        return self.cache(self.frozen_features, images, rows, mirrored)
+            kept = self.kept(images, rows, mirrored)
+            with precision():
+                if kept is None:
+                    return self.efe(images).features
+                return self.efe.masked_from(kept, self.frozen_convs)[1]
 
     def param_groups(self, hp) -> list[dict]:
         return [{"params": trainable([self.epmg]), "base_lr": hp.lr}]
@@ -342,15 +373,14 @@ class Stage3:
         self.epmg.train()
 
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
-        with torch.no_grad():
-            features = self.features(images, rows, mirrored)
+        features = self.features(images, rows, mirrored, self.precision)
         with self.precision():
             out = as_fp32(self.epmg(features))
         return stage3_loss(out.embedding, out.logits, out.pattern, images, labels,
                            self.weights), out.logits
 
     def predict(self, images, rows=None):
-        return self.epmg(self.features(images, rows, None).float()).logits
+        return self.epmg(self.features(images, rows, None, nullcontext).float()).logits
 
 
 STAGES = {1: Stage1, 2: Stage2, 3: Stage3}
@@ -690,9 +720,8 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
         if hp.compile:
             module.compile()
     runner = STAGES[stage](hp, modules, forward_precision(hp.precision, device))
-    if stage == 3:
-        runner.use_feature_cache(data, 2 if hp.flip else 1, device, feature_cache_mb,
-                                 lambda line: log(f"{context}: {line}"))
+    runner.keep_frozen(data, 2 if hp.flip else 1, device, feature_cache_mb,
+                       lambda line: log(f"{context}: {line}"))
     train_rows, validation_rows = split_validation(data.train_index, data.subjects,
                                                    hp.validation_fraction)
     loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)),

@@ -190,11 +190,9 @@ def stage_inputs(stage, in_round_folder):
 
 
 def stage_resources(stage):
-    """resources of train_stage<stage>(_round): a GPU; for stage 3 the memory its feature
-    cache may take (a resource, not a param: changing it reruns nothing)."""
-    if stage == 3:
-        return {"gpu": 1, "feature_cache_mb": config["feature_cache_mb"]}
-    return {"gpu": 1}
+    """resources of train_stage<stage>(_round): a GPU, and the memory kept activations of
+    frozen convs may take (a resource, not a param: changing it reruns nothing)."""
+    return {"gpu": 1, "feature_cache_mb": config["feature_cache_mb"]}
 
 
 def stage_params(stage, folder):

@@ -84,8 +84,30 @@ class EFE(nn.Module):
         return layout
 
     def forward(self, images: torch.Tensor) -> EFEOutput:
-        x = (images - self.input_mean) / self.input_std
-        grid = self.features(x)
+        return self.forward_from(self.prefix(images, 0), 0)
+
+    def split(self, convs: int) -> int:
+        """Index in `features` just past the `convs`-th conv, its ReLU and a max-pool that
+        follows (parameter-free, and it quarters what a kept prefix output takes)."""
+        if convs == 0:
+            return 0
+        end = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)][convs - 1] + 2
+        if end < len(self.features) and isinstance(self.features[end], nn.MaxPool2d):
+            end += 1
+        return end
+
+    def prefix(self, images: torch.Tensor, convs: int) -> torch.Tensor:
+        """The backbone's activations after its first `convs` convs (the normalised images
+        for 0): forward_from(prefix(x, n), n) is forward(x)."""
+        return self.features[: self.split(convs)]((images - self.input_mean) / self.input_std)
+
+    def masked_from(self, activations: torch.Tensor, convs: int) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+        """(mask, masked features) from prefix(x, convs), without the classifier."""
+        grid = self.features[self.split(convs):](activations)
         mask = self.mask_net(grid)
-        masked = mask * grid
+        return mask, mask * grid
+
+    def forward_from(self, activations: torch.Tensor, convs: int) -> EFEOutput:
+        mask, masked = self.masked_from(activations, convs)
         return EFEOutput(mask, masked, self.classifier(masked.flatten(1)))
