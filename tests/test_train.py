@@ -10,7 +10,7 @@ from expmap.checkpoints import load_checkpoint
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.evaluate import evaluate_fold
 from expmap.feature_cache import FeatureCache
-from expmap.train import TrainingError, train_stage
+from expmap.train import STAGES, TrainingError, train_stage
 
 WIDTH = 1 / 32
 # The paper's formulation, two epochs (stage_hyperparameters: config.yaml plus a tiny run's)
@@ -295,3 +295,26 @@ def test_kept_frozen_activations_train_as_when_recomputed(prepared, stage1, tmp_
     for column in ("loss_total", "train_accuracy", "test_accuracy"):
         assert kept[column].to_numpy() == pytest.approx(recomputed[column].to_numpy(),
                                                         rel=1e-4), column
+
+
+@pytest.mark.parametrize("stage, error, advice", [
+    (1, RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                     "memory: you tried to allocate 40000000000 bytes."), "lower batch_size"),
+    (2, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                               "total capacity of 23.6 GiB\nof which ..."),
+     "lower t (images per class in a step) or feature_cache_mb (now 64)"),
+])
+def test_running_out_of_memory_is_one_line_that_says_what_to_lower(
+        prepared, stage1, tmp_path, monkeypatch, stage, error, advice):
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(STAGES[stage], "losses", exhausted)
+    with pytest.raises(TrainingError) as raised:
+        run(stage, {1: STAGE1, 2: STAGE2}[stage], prepared, tmp_path,
+            init=stage1 if stage == 2 else None, feature_cache_mb=64)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"fold0 stage {stage}: out of memory on cpu (" in message
+    assert str(error).split("\n")[0] in message and advice in message
+    assert not (tmp_path / f"stage{stage}.pt").exists()

@@ -30,9 +30,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -744,31 +744,65 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
                 log: Callable[[str], None] = print, round_: int = 1,
                 feature_cache_mb: float = 0) -> None:
     """Train stage `stage` (its share of epochs in round `round_` of hp's `rounds`) from the
-    checkpoint `init`; write `checkpoint` and `metrics` (every round's rows so far). Stage 3
-    keeps its frozen features in up to `feature_cache_mb` of the device's memory."""
+    checkpoint `init`; write `checkpoint` and `metrics` (every round's rows so far). Stages
+    2 and 3 keep their frozen convs' activations in up to `feature_cache_mb` of the
+    device's memory. Running out of memory is one line that says what to lower."""
     hp = HYPERPARAMETERS[stage].from_dict(hp)
     if not 1 <= round_ <= hp.rounds:
         raise TrainingError(f"round {round_} of a stage with rounds = {hp.rounds}")
     use_threads(threads, log)
     init_checkpoint = checkpoints.load_checkpoint(init) if init else None
-    loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
-                             torch.device(device), log, round_, feature_cache_mb)
-    state_file = Path(state_dir) / "last.pt"
-    key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
-    epochs = round_epochs(hp.epochs, hp.rounds, round_)
+    lower = ("batch_size" if stage == 1
+             else f"t (images per class in a step) or feature_cache_mb (now {feature_cache_mb:g})")
+    with memory_advice(f"{Path(prepared).parent.name} {fold} stage {stage}", device, lower,
+                       state_dir):
+        loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
+                                 torch.device(device), log, round_, feature_cache_mb)
+        key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
+        rows, selected = train_epochs(loop, key, round_epochs(hp.epochs, hp.rounds, round_),
+                                      Path(state_dir))
+        finish(stage, hp, loop, rows, selected, init_checkpoint, model, width, checkpoint,
+               metrics)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    # a GPU's allocator raises OutOfMemoryError; the CPU's a RuntimeError that says so
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+@contextmanager
+def memory_advice(context: str, device: str, lower: str, state_dir) -> Iterator[None]:
+    """Running out of memory becomes one line that says what to lower."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not is_out_of_memory(error):
+            raise
+        cause = str(error).split("\n")[0][:160]
+        raise TrainingError(
+            f"{context}: out of memory on {device} ({cause}): lower {lower}, or on a GPU set "
+            f"precision: bf16; finished epochs stay in {state_dir} and a rerun continues "
+            "from them") from None
+
+
+def train_epochs(loop: Loop, key: str, epochs: range,
+                 state_dir: Path) -> tuple[list[dict], dict | None]:
+    """The round's `epochs` from the resumable state on, saving it after each: the metric
+    rows, and the epoch chosen on validation."""
+    state_file = state_dir / "last.pt"
     rows, done, selected = resume(state_file, key, loop)
     for epoch in range(max(done, epochs.start), epochs.stop):
         row, selected = run_epoch(loop, epoch, selected)
         rows.append(row)
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
         checkpoints.save_atomic({"fingerprint": key, "epoch": epoch + 1, "metrics": rows,
                                  "selected": selected,
                                  "modules": {n: m.state_dict()
                                              for n, m in loop.runner.modules.items()},
                                  "optimizer": loop.optimizer.state_dict()}, state_file)
-    finish(stage, hp, loop, rows, selected, init_checkpoint, model, width, checkpoint,
-           metrics)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    return rows, selected
 
 
 def run_epoch(loop: Loop, epoch: int, selected: dict | None) -> tuple[dict, dict | None]:
