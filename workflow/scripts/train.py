@@ -27,5 +27,5 @@ with job_log(snakemake.log[0]) as log:
             device=device,
             log=log,
             round_=params.round,
-            feature_cache_mb=snakemake.resources.get("feature_cache_mb", 0),
+            feature_cache_mb=snakemake.resources.feature_cache_mb,
         )
