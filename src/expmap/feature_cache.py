@@ -17,7 +17,7 @@ import torch
 
 class FeatureCache:
     """Activations [rows x views, ...] kept on the training device, filled as batches come.
-    Which are filled is known on the host, so that a step never waits for the device."""
+    Which are filled is known on the host: a step never reads a value back from the device."""
 
     def __init__(self, rows: int, views: int, shape: tuple[int, ...], device: torch.device):
         self.views = views
