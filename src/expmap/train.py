@@ -706,8 +706,8 @@ def epoch_line(context: str, hp, row: dict, terms: list[str], validation: bool) 
 def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None,
                model: dict | None, device: torch.device, log, round_: int = 1,
                feature_cache_mb: float = 0) -> tuple[Loop, float]:
-    """The stage's modules, optimizer, sampler and data; and the model's width. Stage 3
-    keeps the frozen EFE's features where they take at most `feature_cache_mb`."""
+    """The stage's modules, optimizer, sampler and data; and the model's width. Stages 2
+    and 3 keep their frozen convs' activations where they take at most `feature_cache_mb`."""
     data = PreparedDataset(prepared).fold(fold)
     context = (f"{Path(prepared).parent.name} {fold} stage {stage}"
                + (f" round {round_}/{hp.rounds}" if hp.rounds > 1 else ""))
@@ -766,19 +766,15 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    # a GPU's allocator raises OutOfMemoryError; the CPU's a RuntimeError that says so
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
-
-
 @contextmanager
 def memory_advice(context: str, device: str, lower: str, state_dir) -> Iterator[None]:
     """Running out of memory becomes one line that says what to lower."""
     try:
         yield
     except RuntimeError as error:
-        if not is_out_of_memory(error):
+        # a GPU's allocator raises OutOfMemoryError; the CPU's a RuntimeError that says so
+        if not (isinstance(error, torch.OutOfMemoryError)
+                or "can't allocate memory" in str(error)):
             raise
         cause = str(error).split("\n")[0][:160]
         raise TrainingError(

@@ -84,7 +84,20 @@ class EFE(nn.Module):
         return layout
 
     def forward(self, images: torch.Tensor) -> EFEOutput:
-        return self.forward_from(self.prefix(images, 0), 0)
+        # the whole backbone, unsliced: no new Sequential per call, one graph to compile
+        return self.outputs(self.features(self.normalised(images)))
+
+    def normalised(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.input_mean) / self.input_std
+
+    def masked(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask, masked features) of the backbone's last activations."""
+        mask = self.mask_net(grid)
+        return mask, mask * grid
+
+    def outputs(self, grid: torch.Tensor) -> EFEOutput:
+        mask, masked = self.masked(grid)
+        return EFEOutput(mask, masked, self.classifier(masked.flatten(1)))
 
     def split(self, convs: int) -> int:
         """Index in `features` just past the `convs`-th conv, its ReLU and a max-pool that
@@ -99,15 +112,12 @@ class EFE(nn.Module):
     def prefix(self, images: torch.Tensor, convs: int) -> torch.Tensor:
         """The backbone's activations after its first `convs` convs (the normalised images
         for 0): forward_from(prefix(x, n), n) is forward(x)."""
-        return self.features[: self.split(convs)]((images - self.input_mean) / self.input_std)
+        return self.features[: self.split(convs)](self.normalised(images))
 
     def masked_from(self, activations: torch.Tensor, convs: int) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
         """(mask, masked features) from prefix(x, convs), without the classifier."""
-        grid = self.features[self.split(convs):](activations)
-        mask = self.mask_net(grid)
-        return mask, mask * grid
+        return self.masked(self.features[self.split(convs):](activations))
 
     def forward_from(self, activations: torch.Tensor, convs: int) -> EFEOutput:
-        mask, masked = self.masked_from(activations, convs)
-        return EFEOutput(mask, masked, self.classifier(masked.flatten(1)))
+        return self.outputs(self.features[self.split(convs):](activations))
