@@ -21,11 +21,9 @@ sys.exit(0 if torch.cuda.is_available() else
          + ", CUDA build " + str(torch.version.cuda) + "); run this on a machine with an"
          " NVIDIA GPU and its driver, with a CUDA build of torch")'
 
-for precision in fp32 bf16; do
-    echo "== throughput, full width, $precision"
-    "$PYTHON" bench/throughput.py --device cuda --width 1 --batch 64 --steps 20 --rounds 2 \
-        --precision "$precision" --json "$WORK/$precision.json"
-done
+echo "== throughput, full width, bf16 and fp32 stage by stage"
+"$PYTHON" bench/throughput.py --device cuda --width 1 --batch 64 --steps 20 --rounds 2 \
+    --precision bf16 --json "$WORK/throughput.json"
 
 echo "== the tiny pipeline on the GPU (--resources gpu=1)"
 started=$(date +%s)
@@ -39,23 +37,21 @@ import json, sys
 from pathlib import Path
 
 work, out, seconds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-runs = {p: json.loads((work / f"{p}.json").read_text()) for p in ("fp32", "bf16")}
+bf16 = json.loads((work / "throughput.json").read_text())
 logs = sorted((work / "run" / "results").glob("*/logs/*/*/train_stage*.log"))
 devices = sorted({line.split("device: ", 1)[1].split()[0] for log in logs
                   for line in log.read_text().splitlines() if "device: cuda" in line})
 if not devices:
     sys.exit("gpu-check: error: the pipeline's training jobs did not claim a GPU "
              f"(logs: {', '.join(map(str, logs))})")
-speedup = {s: runs["bf16"]["stages"][s]["loop_images_per_s"]
-           / runs["fp32"]["stages"][s]["loop_images_per_s"] for s in ("1", "2", "3")}
-result = {**runs, "bf16_over_fp32": speedup,
+speedup = bf16["compared"]["loop_ratio"]
+result = {"throughput": bf16, "bf16_over_fp32": speedup,
           "pipeline": {"seconds": seconds, "devices": devices, "training_logs": len(logs)}}
 out.write_text(json.dumps(result, indent=2) + "\n")
-(work / "bf16-only.json").write_text(json.dumps(runs["bf16"]))
-print(f"\n{runs['bf16']['device']}: bf16 over fp32 (loop) "
+print(f"\n{bf16['device']}: bf16 over fp32 (loop) "
       + ", ".join(f"stage {s} {r:.2f}x" for s, r in speedup.items())
-      + f"; stage-1 MFU in bf16 {runs['bf16']['stages']['1']['mfu']}")
+      + f"; stage-1 MFU in bf16 {bf16['stages']['1']['mfu']}")
 print(f"tiny pipeline: {seconds} s, training jobs on {', '.join(devices)}; wrote {out}")
 PY
-echo "== projected cost of the paper's table (bf16 figures)"
-"$PYTHON" bench/table_cost.py "$WORK/bf16-only.json"
+echo "== projected cost of the paper's table (bf16 figures, fp32 beside them)"
+"$PYTHON" bench/table_cost.py "$WORK/throughput.json"

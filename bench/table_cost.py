@@ -10,7 +10,9 @@ and 3's are `iterations` batches of t images per class. The per-epoch evaluation
 final evaluation are left out (forward passes only, a few percent).
 
 Two projections:
-- the measured device, at the measured width and precision: images / measured loop rate;
+- the measured device, at the measured width: images / measured loop rate, in the JSON's
+  precision (the one `precision: auto` picks there: bf16 on a CPU with AMX or AVX-512 BF16,
+  fp32 on most laptops) and in the other one the bench measured beside it;
 - each GPU of the known-peaks table at full width: FLOPs / (peak x MFU), with the FLOPs of
   a full-width VGG-16 step counted here and the MFU measured (a GPU JSON) or --mfu.
 Training-set sizes: a prepared store under results/ where there is one, else the published
@@ -61,29 +63,41 @@ def training_images(name: str, dataset: dict) -> tuple[int, str]:
     return (total if folds is None else round(total * (folds - 1) / folds)), source
 
 
+def measured_rates(measured: dict) -> dict[str, dict]:
+    """Each measured precision's per-stage figures: the JSON's own precision (what `auto`
+    picks on the measured device, unless the bench was told otherwise) first."""
+    rates = {measured["precision"]: measured["stages"]}
+    if "compared" in measured:
+        rates[measured["compared"]["precision"]] = measured["compared"]["stages"]
+    return rates
+
+
 def projections(name: str, dataset: dict, measured: dict, mfu: float | None,
                 precision: str) -> dict:
     """One benchmark's row: folds, images trained on per stage, and hours: on the measured
-    device as measured, on it at full width at the same FLOP rate, on each known GPU."""
+    device as measured (in each measured precision), on it at full width at the same FLOP
+    rate, on each known GPU."""
     train, source = training_images(name, dataset)
     folds = len(cfg.run_folds(dataset))
     classes = len(dataset["classes"])
     row = {"benchmark": name, "folds": folds, "training images": f"{train:,} ({source})"}
-    seconds = {"measured": 0.0, "full width": 0.0}
+    rates = measured_rates(measured)
+    seconds = {f"measured, {p}": 0.0 for p in rates} | {"full width": 0.0}
     gpu_flops = 0.0
     for stage in (1, 2, 3):
         hp = dataset["train"][f"stage{stage}"]
         per_epoch = train if stage == 1 else hp["iterations"] * hp["t"] * classes
         images = per_epoch * hp["epochs"] * folds
         row[f"stage {stage} images"] = images
+        for p, stages in rates.items():
+            seconds[f"measured, {p}"] += images / stages[str(stage)]["loop_images_per_s"]
         figures = measured["stages"][str(stage)]
         flops = full_width_flops(stage, hp)
-        seconds["measured"] += images / figures["loop_images_per_s"]
         seconds["full width"] += (images / figures["loop_images_per_s"]
                                   * flops / figures["flops_per_image"])
         gpu_flops += images * flops / (mfu or figures["mfu"])
-    row["measured h"] = seconds["measured"] / 3600
-    row["measured, full width h"] = seconds["full width"] / 3600
+    row.update({f"{column} h": value / 3600 for column, value in seconds.items()})
+    row[f"measured, full width, {measured['precision']} h"] = row.pop("full width h")
     for gpu, peaks in PEAK_TFLOPS.items():
         row[f"{gpu} h"] = gpu_flops / (peaks[precision] * 1e12) / 3600
     return row
@@ -130,8 +144,11 @@ def main(argv=None) -> list[dict]:
             for name in PAPER_BENCHMARKS]
     hours = [column for column in rows[0] if column.endswith(" h")]
     rows.append({"benchmark": "whole table", **{c: sum(r[c] for r in rows) for c in hours}})
-    print(f"measured: {measured['device']}, width {measured['width']:g}, precision "
-          f"{measured['precision']} (\"measured, full width\": at the FLOP rate measured); "
+    others = list(measured_rates(measured))[1:]
+    print(f"measured: {measured['device']}, width {measured['width']:g}, "
+          f"{measured['precision']} ({measured.get('precision_reason', 'as asked')})"
+          + "".join(f" and {other} beside it" for other in others)
+          + " (\"measured, full width\": at the FLOP rate measured in the first); "
           f"GPUs: full width, {args.precision}, MFU "
           + ("as measured per stage" if mfu is None else f"{mfu:.0%}"
              + ("" if args.mfu else " (assumed: no GPU measurement)")))

@@ -1,6 +1,8 @@
 """Images per second of each training stage: the pipeline's own loop against a bare step.
 
-For stage 1, 2 and 3, in one run on one device, width, batch and precision:
+For stage 1, 2 and 3, in one run on one device, width and batch, in the precision that
+`--precision` resolves to (auto: what the pipeline picks on this device, and why) and, for
+the ratio, in the other one (bf16 against fp32), stage by stage in the same run:
 - loop: `expmap.train.train_one_epoch`, the code a pipeline job runs (the store read by the
   background reader, flips, learning-rate schedule, clipping, diagnostics), on a store of
   random faces written to a temporary folder;
@@ -14,6 +16,7 @@ table, the loop's model FLOPs utilisation (MFU).
 
     .venv/bin/python bench/throughput.py                        # CPU, width 1/16, batch 16
     .venv/bin/python bench/throughput.py --device cuda --width 1 --batch 64 --precision bf16
+    .venv/bin/python bench/throughput.py --no-compare           # one precision only
     .venv/bin/python bench/throughput.py --json throughput.json  # for bench/table_cost.py
 
 Stages 2 and 3 draw t images of each of 8 classes per batch: t = batch / 8.
@@ -41,7 +44,13 @@ from expmap.data.batches import image_batch, prefetched, to_device
 from expmap.data.sampling import ShuffledBatchSampler
 from expmap.data.store import StoreWriter, write_prepared
 from expmap.model import STACK, build_stack
-from expmap.train import HYPERPARAMETERS, STAGES, build_loop, precision_name, train_one_epoch
+from expmap.train import (
+    HYPERPARAMETERS,
+    STAGES,
+    build_loop,
+    resolve_precision,
+    train_one_epoch,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 8
@@ -179,9 +188,9 @@ def resident_batch(loop):
     return image_batch(loop.data.images, rows, loop.device), loop.labels[rows]
 
 
-def hyperparameters(stage: int, args, defaults: dict) -> dict:
+def hyperparameters(stage: int, args, defaults: dict, precision: str) -> dict:
     """config.yaml's values, sized for the bench: `steps` batches of `batch` images per epoch."""
-    hp = {**defaults[stage], "precision": args.precision, "compile": args.compile,
+    hp = {**defaults[stage], "precision": precision, "compile": args.compile,
           "eval_every": 10**6, "epochs": 10**6}
     if stage == 1:
         hp["batch_size"] = args.batch
@@ -191,9 +200,9 @@ def hyperparameters(stage: int, args, defaults: dict) -> dict:
 
 
 def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | None,
-                  device: torch.device):
-    """(the stage's figures, its checkpoint for the next stage)."""
-    hp = hyperparameters(stage, args, defaults)
+                  device: torch.device, precision: str):
+    """(the stage's figures in `precision`, its checkpoint for the next stage)."""
+    hp = hyperparameters(stage, args, defaults, precision)
     model = {"width": args.width, "weights": None}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -204,7 +213,7 @@ def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | No
     measured = rates(loop, images, labels, args.rounds)
     loop_images = measured["loop_images_per_s"]
     flops = stage_flops(stage, loop.hp, args.width, labels)
-    peak = peak_flops(device, precision_name(args.precision, device))
+    peak = peak_flops(device, precision)
     figures = {**measured, "ratio": loop_images / measured["bare_images_per_s"],
                "peak_memory_mb": peak_memory_mb(device), "flops_per_image": flops,
                "mfu": loop_images * flops / peak if peak else None,
@@ -232,7 +241,10 @@ def parse(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--width", type=float, default=1 / 16, help="1 = VGG-16")
     parser.add_argument("--batch", type=int, default=16, help="images per step")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="the figures' precision (auto: the pipeline's choice here)")
+    parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure the other precision, stage by stage, for the ratio")
     parser.add_argument("--compile", action="store_true", help="torch.compile the modules")
     parser.add_argument("--steps", type=int, default=30, help="batches per timed epoch")
     parser.add_argument("--rounds", type=int, default=3,
@@ -245,18 +257,43 @@ def parse(argv=None):
 
 
 def print_table(result: dict) -> None:
-    print(f"device {result['device']}, precision {result['precision']}, width "
-          f"{result['width']:g}, {result['threads']} threads")
-    print(f"{'stage':>5} {'batch':>5} {'loop img/s':>11} {'bare img/s':>11} {'ratio':>6} "
-          f"{'GFLOP/img':>10} {'MFU':>6} {'peak MB':>8}")
+    print(f"device {result['device']}, precision {result['precision']}; "
+          f"{result['precision_reason']}; width {result['width']:g}, "
+          f"{result['threads']} threads")
+    print(f"{'stage':>5} {'precision':>9} {'batch':>5} {'loop img/s':>11} {'bare img/s':>11} "
+          f"{'ratio':>6} {'GFLOP/img':>10} {'MFU':>6} {'peak MB':>8}")
+    other = result.get("compared", {})
     for stage, s in result["stages"].items():
-        mfu = "-" if s["mfu"] is None else f"{100 * s['mfu']:.1f}%"
-        print(f"{stage:>5} {s['batch']:>5} {s['loop_images_per_s']:>11.1f} "
-              f"{s['bare_images_per_s']:>11.1f} {s['ratio']:>6.2f} "
-              f"{s['flops_per_image'] / 1e9:>10.3f} {mfu:>6} {s['peak_memory_mb']:>8.0f}")
+        rows = [(result["precision"], s)] + ([(other["precision"], other["stages"][stage])]
+                                             if other else [])
+        for precision, f in rows:
+            mfu = "-" if f["mfu"] is None else f"{100 * f['mfu']:.1f}%"
+            print(f"{stage:>5} {precision:>9} {f['batch']:>5} {f['loop_images_per_s']:>11.1f} "
+                  f"{f['bare_images_per_s']:>11.1f} {f['ratio']:>6.2f} "
+                  f"{f['flops_per_image'] / 1e9:>10.3f} {mfu:>6} {f['peak_memory_mb']:>8.0f}")
+    if other:
+        print(f"loop, {result['precision']} over {other['precision']}: " + ", ".join(
+            f"stage {stage} {ratio:.2f}x" for stage, ratio in other["loop_ratio"].items()))
     print(f"reader: {result['reader_images_per_s']:.1f} images/s, "
           f"{result['reader_images_per_s'] / result['stages']['1']['loop_images_per_s']:.1f}x "
           "the stage-1 loop")
+
+
+def measure_stages(args, defaults: dict, store: Path, device: torch.device,
+                   precisions: list[str]) -> dict[str, dict]:
+    """Each precision's figures per stage, measured stage by stage one after the other (a
+    slower spell of a shared machine falls on both); every precision's stage N starts from
+    the first precision's stage N - 1."""
+    figures: dict[str, dict] = {precision: {} for precision in precisions}
+    init = None
+    for stage in (1, 2, 3):
+        checkpoints_made = []
+        for precision in precisions:
+            figures[precision][str(stage)], made = measure_stage(stage, args, defaults, store,
+                                                                 init, device, precision)
+            checkpoints_made.append(made)
+        init = checkpoints_made[0]
+    return figures
 
 
 def main(argv=None) -> dict:
@@ -265,9 +302,12 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    precision, reason = resolve_precision(args.precision, device)
+    other = "fp32" if precision == "bf16" else "bf16"
+    precisions = [precision, other] if args.compare else [precision]
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "precision": precision_name(args.precision, device), "width": args.width,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "stages": {}}
+              "precision": precision, "precision_reason": reason, "width": args.width,
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="expmap-bench-") as folder:
         # enough training rows (two folds of three) for `steps` stage-1 batches
         store = write_store(Path(folder) / "prepared", FOLDS * args.batch * args.steps // 2)
@@ -275,10 +315,13 @@ def main(argv=None) -> dict:
         if args.feature_cache_mb is None:
             args.feature_cache_mb = config["feature_cache_mb"]
         result["feature_cache_mb"] = args.feature_cache_mb
-        defaults, init = default_hyperparameters(config), None
-        for stage in (1, 2, 3):
-            result["stages"][str(stage)], init = measure_stage(stage, args, defaults, store, init,
-                                                               device)
+        figures = measure_stages(args, default_hyperparameters(config), store, device,
+                                 precisions)
+        result["stages"] = figures[precision]
+        if args.compare:
+            result["compared"] = {"precision": other, "stages": figures[other], "loop_ratio": {
+                stage: figures[precision][stage]["loop_images_per_s"]
+                / figures[other][stage]["loop_images_per_s"] for stage in figures[other]}}
         result["reader_images_per_s"] = reader_rate(store, args.batch, device, args.rounds)
     print_table(result)
     if args.json:

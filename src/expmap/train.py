@@ -113,7 +113,7 @@ class CommonHyperparameters:
     schedule: str  # "constant" or "cosine" (to 0 at the last step, after warm-up)
     flip: bool
     eval_every: int
-    precision: str  # "auto" (bf16 on a GPU that has it, else fp32), "fp32" or "bf16"
+    precision: str  # "auto" (bf16 where the device computes it natively), "fp32" or "bf16"
     compile: bool  # torch.compile the modules
     # Share of the training subjects held out to choose an epoch on; 0 = none. The test set
     # never chooses anything: its accuracy per epoch is recorded for the curves only.
@@ -185,18 +185,47 @@ HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3
 # ---------------------------------------------------------------- precision
 
 
+# PyTorch's own checks of the processor; private, so a build without one reads as "no"
+CPU_BF16_UNITS = (("AMX", "_is_amx_tile_supported"), ("AVX-512 BF16", "_is_avx512_bf16_supported"))
+
+
+def cpu_bf16_unit() -> str | None:
+    """The unit with which this CPU computes bf16 natively ("AMX", "AVX-512 BF16"), or None
+    where bf16 would be emulated (most laptops: slower than fp32)."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    for unit, check in CPU_BF16_UNITS:
+        if getattr(torch.cpu, check, lambda: False)():
+            return unit
+    return None
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """("bf16" or "fp32", why) for `precision` on `device`. "auto" is bf16 where the device
+    computes it natively (a GPU that supports it, a CPU with AMX or AVX-512 BF16), else
+    fp32; "fp32" and "bf16" force either."""
+    if precision != "auto":
+        emulated = precision == "bf16" and device.type == "cpu" and not cpu_bf16_unit()
+        return precision, f"set by precision: {precision}" + (
+            "; this CPU has no native bf16 and emulates it, slower than fp32" if emulated else "")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: this GPU computes bf16"
+        return "fp32", "auto: this GPU does not support bf16"
+    unit = cpu_bf16_unit()
+    if unit:
+        return "bf16", f"auto: this CPU computes bf16 natively ({unit})"
+    return "fp32", "auto: this CPU has no native bf16 (no AMX or AVX-512 BF16)"
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """What the modules' forward passes compute in: bfloat16, or None for fp32. "auto" is
-    bf16 on a GPU that supports it and fp32 elsewhere (on a CPU bf16 is slower)."""
-    if precision == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else None
-    return torch.bfloat16 if precision == "bf16" else None
+    """What the modules' forward passes compute in: bfloat16, or None for fp32."""
+    return torch.bfloat16 if precision_name(precision, device) == "bf16" else None
 
 
 def precision_name(precision: str, device: torch.device) -> str:
     """What `precision` ("auto" included) computes in on `device`: "bf16" or "fp32"."""
-    return "fp32" if autocast_dtype(precision, device) is None else "bf16"
+    return resolve_precision(precision, device)[0]
 
 
 def forward_precision(precision: str, device: torch.device) -> Callable[[], ContextManager]:
@@ -731,9 +760,10 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
     log(f"{loop.context}: {len(train_rows)} training, {len(validation_rows)} validation and "
         f"{len(data.test_index)} test images, {data.num_classes} classes, "
         f"{len(loop.sampler)} steps per epoch, {parameters:,} trainable parameters, "
-        f"{hp.optimizer} optimizer, device {device}, "
-        f"{precision_name(hp.precision, device)} forward passes"
+        f"{hp.optimizer} optimizer, device {device}"
         + (", compiled" if hp.compile else ""))
+    name, why = resolve_precision(hp.precision, device)
+    log(f"{loop.context}: {name} forward passes; {why}")
     return loop, width
 
 
