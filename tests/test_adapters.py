@@ -176,7 +176,10 @@ def test_ckplus_counts_labels_folds(tmp_path):
         assert set(manifest.loc[manifest["subject"] == subject, "split"]) == {f"fold{i % 10}"}
     assert_folds_disjoint_by_subject(manifest)
     assert report["crops"] == {"landmarks": len(manifest)}
+    # grey frames cut out of a larger picture: predict repeats both on a photo
+    assert report["preparation"] == {"grey": True, "crop": "detector"}
     fold = PreparedDataset(tmp_path / "out").fold("fold0")
+    assert fold.preparation == report["preparation"]
     assert len(fold.test_index) and len(fold.train_index) + len(fold.test_index) == len(manifest)
 
 
@@ -480,6 +483,24 @@ def test_imagefolder_images_the_pattern_gives_no_subject_are_left_out_and_said(t
     assert {"source": "sad/holiday.png", "reason": reason} in report["skipped"]
     assert ("1 of 37 files have no subject in options.subject_pattern (such as sad/holiday.png): "
             "left out, listed under skipped") in report["warnings"]
+
+
+def test_the_store_records_whether_its_faces_are_grey_and_how_they_were_cut(tmp_path):
+    for name in ("happy", "sad"):
+        for i in range(3):  # grey pictures, some saved as colour JPEGs
+            write_image(tmp_path / "mine" / name / f"{i}.png", mode="L", seed=i)
+            Image.open(tmp_path / "mine" / name / f"{i}.png").convert("RGB").save(
+                tmp_path / "mine" / name / f"{i}.jpg", quality=75)
+    report, _ = prepare("imagefolder", tmp_path / "mine", tmp_path / "grey", folds=2)
+    assert report["preparation"] == {"grey": True, "crop": "centre"}
+    write_image(tmp_path / "mine" / "sad" / "colour.png", mode="RGB")
+    report, _ = prepare("imagefolder", tmp_path / "mine", tmp_path / "colour", folds=2)
+    assert report["preparation"] == {"grey": False, "crop": "centre"}
+    # A store prepared before stores kept the record: measured when it is read.
+    written = json.loads((tmp_path / "grey" / "report.json").read_text())
+    del written["preparation"]
+    (tmp_path / "grey" / "report.json").write_text(json.dumps(written))
+    assert PreparedDataset(tmp_path / "grey").preparation() == {"grey": True, "crop": "centre"}
 
 
 # ---------------------------------------------------------------- resume
