@@ -219,7 +219,8 @@ def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | No
                "mfu": loop_images * flops / peak if peak else None,
                "batch": len(labels)}
     checkpoint = checkpoints.make_checkpoint(stage, loop.runner.modules,
-                                             loop.data.class_names, width, {}, run_id="bench")
+                                             loop.data.class_names, width, {}, run_id="bench",
+                                             preparation=loop.data.preparation)
     return figures, checkpoint
 
 

@@ -29,8 +29,9 @@ def snakemake(workdir, *args: str, overlays=(TINY,), timeout=1800) -> subprocess
                           capture_output=True, text=True, timeout=timeout)
 
 
-def make_prepared(folder, subjects=6, per_class=2, folds=3, seed=0):
-    """A prepared store: class c shows a bright block in column band c; folds by subject."""
+def make_prepared(folder, subjects=6, per_class=2, folds=3, seed=0, grey=False):
+    """A prepared store: class c shows a bright block in column band c; folds by subject;
+    colour noise around it, or grey noise with `grey`."""
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(subjects):
@@ -43,7 +44,8 @@ def make_prepared(folder, subjects=6, per_class=2, folds=3, seed=0):
     manifest["index"] = np.arange(len(manifest))
     writer = StoreWriter(folder, len(manifest))
     for i, row in manifest.iterrows():
-        face = rng.integers(40, 90, size=(224, 224, 3), dtype=np.uint8)
+        face = rng.integers(40, 90, size=(224, 224, 1 if grey else 3), dtype=np.uint8)
+        face = np.repeat(face, 3, axis=2) if grey else face
         band = 75 * row["label"]
         face[60:160, band:band + 74] = 230
         writer[i] = face
@@ -80,9 +82,14 @@ def stage_hyperparameters(stage: int, *overlays, **values) -> dict:
 @pytest.fixture(scope="session")
 def trained(prepared, tmp_path_factory):
     """Checkpoints of all three stages on fold0 of the tiny store (one epoch each)."""
+    return train_stages(prepared, tmp_path_factory.mktemp("trained"))
+
+
+def train_stages(prepared, out) -> dict:
+    """Checkpoints of all three stages on fold0 of the store `prepared` (one epoch each),
+    written into `out`."""
     from expmap.train import train_stage
 
-    out = tmp_path_factory.mktemp("trained")
     paths = {}
     for stage in (1, 2, 3):
         paths[f"stage{stage}"] = out / f"stage{stage}.pt"

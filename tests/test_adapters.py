@@ -176,7 +176,10 @@ def test_ckplus_counts_labels_folds(tmp_path):
         assert set(manifest.loc[manifest["subject"] == subject, "split"]) == {f"fold{i % 10}"}
     assert_folds_disjoint_by_subject(manifest)
     assert report["crops"] == {"landmarks": len(manifest)}
+    # grey frames cut out of a larger picture: predict repeats both on a photo
+    assert report["preparation"] == {"grey": True, "crop": "detector"}
     fold = PreparedDataset(tmp_path / "out").fold("fold0")
+    assert fold.preparation == report["preparation"]
     assert len(fold.test_index) and len(fold.train_index) + len(fold.test_index) == len(manifest)
 
 
@@ -416,6 +419,88 @@ def test_imagefolder_wrong_layout_and_missing_subjects(tmp_path):
     (tmp_path / "mine" / "subjects.csv").write_text("image,subject\nelse/x.png,p0\n")
     with pytest.raises(LayoutError, match="names the subject of none of the 19 images"):
         adapter("imagefolder").prepare({}, tmp_path / "mine", tmp_path / "out", THREADS, quiet)
+
+
+def build_ck48_style(root: Path, subjects=6) -> list[str]:
+    """CK+48's naming: <class>/S<subject>_<sequence>_<frame>.png, several frames a subject."""
+    names = []
+    for s in range(subjects):
+        for name in ("happy", "sad", "angry"):
+            for frame in (17, 18):
+                source = f"{name}/S{10 + s:03d}_00{s % 3}_{frame:08d}.png"
+                write_image(root / source, mode="L", seed=len(names))
+                names.append(source)
+    return names
+
+
+def test_imagefolder_reads_subjects_from_file_names_as_subjects_csv_would(tmp_path):
+    sources = build_ck48_style(tmp_path / "ck48")
+    report, manifest = prepare("imagefolder", tmp_path / "ck48", tmp_path / "out", folds=3,
+                               subject_pattern=r"^(S\d+)_")
+    assert report["grouping"] == "subjects from options.subject_pattern"
+    assert sorted(manifest["subject"].unique()) == [f"S{10 + s:03d}" for s in range(6)]
+    assert_folds_disjoint_by_subject(manifest)
+    assert report["skipped"] == [] and report["warnings"] == []
+    # The same folds as a subjects.csv naming the same subjects.
+    (tmp_path / "ck48" / "subjects.csv").write_text(
+        "image,subject\n" + "".join(f"{source},{Path(source).name[:4]}\n" for source in sources))
+    _, listed = prepare("imagefolder", tmp_path / "ck48", tmp_path / "csv", folds=3)
+    assert listed[["source", "subject", "split"]].equals(manifest[["source", "subject", "split"]])
+    # A group named subject is taken before group 1.
+    (tmp_path / "ck48" / "subjects.csv").unlink()
+    _, named = prepare("imagefolder", tmp_path / "ck48", tmp_path / "named", folds=3,
+                       subject_pattern=r"_(?P<sequence>\d+)_(?P<subject>\d+)\.")
+    assert sorted(named["subject"].unique()) == ["00000017", "00000018"]
+
+
+def test_imagefolder_subject_pattern_mistakes_are_one_line_each(tmp_path):
+    build_ck48_style(tmp_path / "ck48")
+    root = tmp_path / "ck48"
+
+    def refused(pattern: str) -> str:
+        with pytest.raises(LayoutError) as caught:
+            adapter("imagefolder").prepare({"subject_pattern": pattern, "folds": 3}, root,
+                                           tmp_path / "out", THREADS, quiet)
+        assert "\n" not in str(caught.value)
+        return str(caught.value)
+
+    line = refused(r"^P(\d+)-")
+    assert "finds no subject in any of the 36 file names" in line
+    assert "such as S010_000_00000017.png" in line and r"'^(S\d+)_'" in line
+    assert "not a valid Python regular expression" in refused(r"^(S\d+_")
+    (root / "subjects.csv").write_text("image,subject\n")
+    assert "remove the file or the option" in refused(r"^(S\d+)_")
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_imagefolder_images_the_pattern_gives_no_subject_are_left_out_and_said(tmp_path):
+    build_ck48_style(tmp_path / "ck48")
+    write_image(tmp_path / "ck48" / "sad" / "holiday.png", mode="L")
+    report, manifest = prepare("imagefolder", tmp_path / "ck48", tmp_path / "out", folds=3,
+                               subject_pattern=r"^(S\d+)_")
+    assert len(manifest) == 36 and "sad/holiday.png" not in set(manifest["source"])
+    reason = "unknown: options.subject_pattern names no subject for it"
+    assert {"source": "sad/holiday.png", "reason": reason} in report["skipped"]
+    assert ("1 of 37 files have no subject in options.subject_pattern (such as sad/holiday.png): "
+            "left out, listed under skipped") in report["warnings"]
+
+
+def test_the_store_records_whether_its_faces_are_grey_and_how_they_were_cut(tmp_path):
+    for name in ("happy", "sad"):
+        for i in range(3):  # grey pictures, some saved as colour JPEGs
+            write_image(tmp_path / "mine" / name / f"{i}.png", mode="L", seed=i)
+            Image.open(tmp_path / "mine" / name / f"{i}.png").convert("RGB").save(
+                tmp_path / "mine" / name / f"{i}.jpg", quality=75)
+    report, _ = prepare("imagefolder", tmp_path / "mine", tmp_path / "grey", folds=2)
+    assert report["preparation"] == {"grey": True, "crop": "centre"}
+    write_image(tmp_path / "mine" / "sad" / "colour.png", mode="RGB")
+    report, _ = prepare("imagefolder", tmp_path / "mine", tmp_path / "colour", folds=2)
+    assert report["preparation"] == {"grey": False, "crop": "centre"}
+    # A store prepared before stores kept the record: measured when it is read.
+    written = json.loads((tmp_path / "grey" / "report.json").read_text())
+    del written["preparation"]
+    (tmp_path / "grey" / "report.json").write_text(json.dumps(written))
+    assert PreparedDataset(tmp_path / "grey").preparation() == {"grey": True, "crop": "centre"}
 
 
 # ---------------------------------------------------------------- resume

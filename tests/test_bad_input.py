@@ -133,6 +133,24 @@ def test_an_empty_class_folder_is_refused(tmp_path):
     assert files_under(tmp_path / "results/mine/prepared") == []
 
 
+@pytest.mark.parametrize("pattern, parts", [
+    (r"^P(\d+)-", ("finds no subject in any of the 4 file names", "such as S010_001_00000017.png",
+                   r"such as '^(S\d+)_'")),
+    (r"^(S\d+_", ("is not a valid Python regular expression", "missing ), unterminated")),
+])
+def test_a_subject_pattern_that_reads_no_subject_is_refused(tmp_path, pattern, parts):
+    root = tmp_path / "ck48"
+    for name in ("angry", "happy"):
+        for s in (10, 11):
+            image(root / name / f"S{s:03d}_001_00000017.png", noise(s))
+    result = snakemake(tmp_path, "results/mine/prepared/manifest.csv",
+                       overlays=case(tmp_path, no_weights(["mine"], {"mine": {
+                           "root": str(root), "options": {"folds": 2,
+                                                          "subject_pattern": pattern}}})))
+    job_error(result, "error: options.subject_pattern", *parts)
+    assert files_under(tmp_path / "results/mine/prepared") == []
+
+
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     """One Snakemake run preparing four datasets whose raw data holds bad labels and odd

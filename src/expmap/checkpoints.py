@@ -52,7 +52,10 @@ def build_modules(checkpoint: dict, selected_on_validation: bool = False
 
 
 def make_checkpoint(stage: int, modules: dict[str, torch.nn.Module], class_names: list[str],
-                    width: float, hyperparameters: dict, run_id: str) -> dict:
+                    width: float, hyperparameters: dict, run_id: str,
+                    preparation: dict) -> dict:
+    """preparation: how the training faces were prepared (the store's record), which
+    `expmap predict` repeats on a photo."""
     return {
         "format": FORMAT,
         "stage": stage,
@@ -62,4 +65,5 @@ def make_checkpoint(stage: int, modules: dict[str, torch.nn.Module], class_names
         "modules": {name: m.state_dict() for name, m in modules.items()},
         "hyperparameters": hyperparameters,
         "run_id": run_id,
+        "preparation": dict(preparation),
     }

@@ -871,7 +871,8 @@ def finish(stage: int, hp, loop: Loop, rows: list[dict], selected: dict | None,
     metric_rows = dict(init_checkpoint.get("metrics", {})) if init_checkpoint else {}
     metric_rows[f"stage{stage}"] = metric_rows.get(f"stage{stage}", []) + rows
     final = checkpoints.make_checkpoint(stage, loop.runner.modules, loop.data.class_names,
-                                        width, history, run_id=uuid.uuid4().hex)
+                                        width, history, run_id=uuid.uuid4().hex,
+                                        preparation=loop.data.preparation)
     final["metrics"] = metric_rows
     if selected is not None:  # the next stage starts from the last epoch, as without it
         final["selected_on_validation"] = selected

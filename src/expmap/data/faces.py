@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from expmap.data.store import IMAGE_SIZE
+from expmap.data.store import DETECTOR_CROP, IMAGE_SIZE
 
 # Landmark-aligned and detected crops keep some context around the face, as VGG-Face's
 # training crops did.
@@ -178,3 +178,12 @@ def crop_detected(image: Image.Image) -> tuple[np.ndarray, str]:
     grow = DETECTED_MARGIN - 1
     return crop_box(image, x - width * grow / 2, y - height * grow / 2,
                     width * DETECTED_MARGIN, height * DETECTED_MARGIN), "detected"
+
+
+def cut_face(image: Image.Image, crop: str, grey: bool = False) -> tuple[np.ndarray, str]:
+    """The face by the store's crop convention (store.DETECTOR_CROP: the detected face, else
+    the centred crop; store.CENTRE_CROP: the centred crop), turned grey first where asked
+    (as a single-channel picture is read); says which crop was used."""
+    if grey:
+        image = image.convert("L").convert("RGB")
+    return crop_detected(image) if crop == DETECTOR_CROP else (crop_centre(image), "centre")

@@ -6,7 +6,12 @@ A prepared folder holds
   classes.txt    the dataset's class names, one per line, in label order
   images.npy     aligned faces, uint8 [N, 224, 224, 3] RGB, read through a memory map so
                  training never decodes a JPEG per step and never holds the set in RAM
-  report.json    counts, skipped files and warnings (written by the adapter)
+  report.json    counts, skipped files and warnings (written by the adapter), and
+                 `preparation`, how the faces were prepared, which `expmap predict` repeats
+                 on a photo: grey (every face's three channels equal) and crop, `detector`
+                 (most faces were cut out of a larger picture: by a detector, landmarks or a
+                 box) or `centre` (the picture was the face: given cropped, aligned, drawn,
+                 or its centred square taken)
 
 Splits: `fold0` ... `fold<k-1>` mark the test set of that fold (its training set is every
 other fold), or `train` / `test` for an official split, whose single fold is named `test`.
@@ -14,6 +19,7 @@ other fold), or `train` / `test` for an official split, whose single fold is nam
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,6 +32,13 @@ from expmap.io import atomic_write_csv, atomic_write_json, atomic_write_text
 
 IMAGE_SIZE = 224
 MANIFEST_COLUMNS = ["image_id", "source", "subject", "label", "label_name", "split", "index"]
+# Crops (the report's `crops`, as the adapters name them) that cut a face out of a larger
+# picture; the others (centre, as given, aligned) take the picture as the face.
+CUT_OUT_CROPS = {"detected", "landmarks", "box"}
+DETECTOR_CROP, CENTRE_CROP = "detector", "centre"
+# A face is grey when its channels differ by at most this many levels on average: a grey
+# picture saved as a colour JPEG keeps a little chroma noise; a colour face differs by tens.
+GREY_TOLERANCE = 2.0
 
 
 def open_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -122,13 +135,36 @@ class StoreWriter:
         self.progress.unlink(missing_ok=True)
 
 
+def all_grey(images: np.ndarray, rows: np.ndarray, chunk: int = 64) -> bool:
+    """Whether every face in `rows` is grey (stops at the first colour face)."""
+    rows = np.sort(np.asarray(rows))
+    for start in range(0, len(rows), chunk):
+        faces = images[rows[start:start + chunk]].astype(np.int16)
+        spread = np.abs(faces[..., 1:] - faces[..., :1]).mean(axis=(1, 2, 3))
+        if (spread > GREY_TOLERANCE).any():
+            return False
+    return len(rows) > 0
+
+
+def preparation_record(images: np.ndarray, rows: np.ndarray, crops: dict[str, int]) -> dict:
+    """How the faces in `rows` were prepared, measured: grey or not, and the crop of most
+    of them (`crops`: how many faces each crop cut)."""
+    cut_out = sum(count for crop, count in crops.items() if crop in CUT_OUT_CROPS)
+    return {"grey": all_grey(images, rows),
+            "crop": DETECTOR_CROP if 2 * cut_out > sum(crops.values()) else CENTRE_CROP}
+
+
 def write_prepared(folder: str | os.PathLike, manifest: pd.DataFrame, classes: list[str],
                    report: dict) -> None:
-    """Write manifest, classes and report once images.npy is complete (manifest last)."""
+    """Write manifest, classes and report once images.npy is complete (manifest last); the
+    report gets the preparation record, measured on the images the manifest lists."""
     folder = Path(folder)
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
         raise ValueError(f"manifest lacks columns {missing}")
+    images = np.load(folder / "images.npy", mmap_mode="r")
+    report["preparation"] = preparation_record(images, manifest["index"].to_numpy(),
+                                               report.get("crops", {}))
     atomic_write_text(folder / "classes.txt", "".join(f"{c}\n" for c in classes))
     atomic_write_json(folder / "report.json", report)
     atomic_write_csv(folder / "manifest.csv", manifest[MANIFEST_COLUMNS])
@@ -144,6 +180,7 @@ class FoldData:
     train_index: np.ndarray  # rows of images used for training
     test_index: np.ndarray  # rows of images used for testing
     class_names: list[str]
+    preparation: dict  # how the faces were prepared (write_prepared's record)
 
     @property
     def num_classes(self) -> int:
@@ -158,6 +195,13 @@ class PreparedDataset:
         self.manifest = pd.read_csv(self.folder / "manifest.csv", dtype={"subject": str})
         self.class_names = (self.folder / "classes.txt").read_text().splitlines()
         self.images = np.load(self.folder / "images.npy", mmap_mode="r")
+
+    def preparation(self) -> dict:
+        """The report's preparation record; measured now for a store prepared before
+        stores recorded it."""
+        report = json.loads((self.folder / "report.json").read_text())
+        return report.get("preparation") or preparation_record(
+            self.images, self.manifest["index"].to_numpy(), report.get("crops", {}))
 
     def regions(self) -> np.ndarray | None:
         """Ground-truth expression regions [N,224,224] where the data has them (synthetic)."""
@@ -192,4 +236,5 @@ class PreparedDataset:
             train_index=np.sort(index[train.to_numpy()]),
             test_index=np.sort(index[test.to_numpy()]),
             class_names=self.class_names,
+            preparation=self.preparation(),
         )

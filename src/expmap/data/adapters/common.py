@@ -23,15 +23,9 @@ import numpy as np
 import pandas as pd
 
 from expmap.data.adapters import LayoutError
-from expmap.data.faces import (
-    SkippedImage,
-    crop_centre,
-    crop_detected,
-    detector_available,
-    read_rgb,
-)
+from expmap.data.faces import SkippedImage, cut_face, detector_available, read_rgb
 from expmap.data.folds import natural_key
-from expmap.data.store import StoreWriter, write_prepared
+from expmap.data.store import CENTRE_CROP, DETECTOR_CROP, StoreWriter, write_prepared
 
 # Files that operating systems and archivers leave in folders (besides any dotfile).
 LITTER = {"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx"}
@@ -84,10 +78,10 @@ def face_finder(root: Path, asked: str | None) -> tuple[Callable, bool]:
                           "cascades ship with opencv-python-headless below 5): pip install "
                           "'expmap[faces]', or turn the option off for centred crops")
     use_detector = asked is not None
+    crop = DETECTOR_CROP if use_detector else CENTRE_CROP
 
     def make_face(item: Item) -> tuple[np.ndarray, str]:
-        image = read_rgb(root / item.source)
-        return crop_detected(image) if use_detector else (crop_centre(image), "centre")
+        return cut_face(read_rgb(root / item.source), crop)
 
     return make_face, use_detector
 
