@@ -79,7 +79,9 @@ def predict_images(checkpoint_path: str, image_paths: list[str], out: Path,
                               "predict needs stage3.pt (it holds the EPMG head)")
     class_names = checkpoint["class_names"]
     preparation, prepared = photo_preparation(checkpoint, crop)
-    print(prepared)
+    print(prepared + ("; the training pictures were the faces: give face crops, or --crop "
+                      "detector for whole photos" if preparation["crop"] == CENTRE_CROP
+                      and not crop else ""))
     kept, faces, crops = prepared_faces(image_paths, preparation)
     rows = []
     if kept:
