@@ -7,8 +7,8 @@ import torch
 from test_train import STAGE1, STAGE2, STAGE3, WIDTH
 from torch import nn
 
-from expmap.diagnostics import collapse_warnings
 from expmap.train import clip_gradients, make_optimizer, train_stage
+from expmap.train.diagnostics import collapse_warnings
 
 HEALTHY = {"loss_h": 0.03, "active_h": 0.2, "spread_h": 0.13, "spread_mask": 0.06}
 

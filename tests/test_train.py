@@ -9,8 +9,8 @@ from conftest import PAPER, stage_hyperparameters
 from expmap.checkpoints import load_checkpoint
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.evaluate import evaluate_fold
-from expmap.feature_cache import FeatureCache
 from expmap.train import STAGES, TrainingError, train_stage
+from expmap.train.feature_cache import FeatureCache
 
 WIDTH = 1 / 32
 # The paper's formulation, two epochs (stage_hyperparameters: config.yaml plus a tiny run's)
