@@ -84,7 +84,8 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
     assert list(measures["variant"]) == ["default", "paper_stage3"]
     assert (measures["dataset"] == "synthetic").all()
     assert measures["area_share"].between(0, 1).all()  # the generator's regions are known
-    for measure in ("span_ratio", "face_correlation", "invariance_gain", "region_concentration",
+    for measure in ("class_difference_correlation", "class_difference_ratio",
+                    "detail_correlation", "invariance_gain", "region_concentration",
                     "mask_share_stage1", "mask_share"):
         assert measures[measure].notna().all(), measure
     assert "| synthetic |" in (tables / "interpretability.md").read_text()
