@@ -90,7 +90,7 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
         assert measures[measure].notna().all(), measure
     assert "| synthetic |" in (tables / "interpretability.md").read_text()
     for variant in ("default", "paper_stage3"):
-        for figure in ("losses", "accuracy", "confusion", "masks", "patterns"):
+        for figure in ("losses", "accuracy", "confusion", "masks", "patterns", "differences"):
             path = tiny_run / f"results/synthetic/{variant}/figures/{figure}.png"
             assert path.stat().st_size > 1e4, path
 
@@ -200,7 +200,7 @@ def test_the_report_gathers_tables_and_figures(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     page = report.read_text(errors="replace")
     for name in ("accuracy.csv", "ablation.csv", "interpretability.csv", "variants.csv",
-                 "patterns.png", "masks.png"):
+                 "patterns.png", "masks.png", "differences.png"):
         assert name in page, name
 
 
