@@ -69,13 +69,13 @@ def images(figure):
 def test_a_class_without_test_images_is_named_not_drawn_blank(monkeypatch):
     figures = drawn(monkeypatch)
     rng = np.random.default_rng(0)
-    labels = np.repeat([0, 2], 4)  # no "Happiness" in this fold's test set
-    faces = rng.integers(0, 255, (8, 224, 224, 3), dtype=np.uint8)
+    labels = np.repeat([0, 2], [4, 1])  # no "Happiness" in this fold; one "Surprise"
+    faces = rng.integers(0, 255, (5, 224, 224, 3), dtype=np.uint8)
     mean_maps = rng.random((3, 224, 224))
     mean_maps[1] = 0  # evaluate's class mean of a class without test images
-    viz.masks_over_faces(faces, rng.random((8, 7, 7)), rng.random((8, 7, 7)), labels, CLASSES,
+    viz.masks_over_faces(faces, rng.random((5, 7, 7)), rng.random((5, 7, 7)), labels, CLASSES,
                          "demo", "fold0", "masks.png")
-    viz.pattern_maps(faces, rng.random((8, 224, 224)), labels, mean_maps, mean_maps, CLASSES,
+    viz.pattern_maps(faces, rng.random((5, 224, 224)), labels, mean_maps, mean_maps, CLASSES,
                      "demo", "fold0", "patterns.png")
     viz.class_differences(mean_maps, rng.random((3, 224, 224)), np.array([4, 0, 4]),
                           np.array([9, 9, 9]), CLASSES, "demo", "fold0", {},
@@ -83,6 +83,7 @@ def test_a_class_without_test_images_is_named_not_drawn_blank(monkeypatch):
     for figure in figures[:2]:
         assert texts(figure) == ["Happiness: no test image in fold0"]
         assert not any((image == 0).all() for image in images(figure))  # no black mean
+        assert all(ax.images for ax in figure.axes if ax.axison)  # no empty white frame
     assert texts(figures[2]) == ["no test image\nin fold0"] * 2
     assert len(images(figures[2])) == 4  # two classes, maps and prototypes
 

@@ -121,6 +121,14 @@ def no_test_image(axes, name: str, fold: str) -> None:
     note.set_in_layout(False)  # it runs across the row's empty panels
 
 
+def hide_empty(figure) -> None:
+    """Panels left over where a class has fewer test subjects than columns: white space,
+    not empty frames that look like white images."""
+    for ax in figure.axes:
+        if not ax.images:
+            ax.axis("off")
+
+
 def class_rows(labels: np.ndarray, class_names: list[str], columns: int, per_class: int,
                fold: str, rows_per_class: int = 1):
     """A grid of blank panels, `rows_per_class` rows per class, the first labelled with its
@@ -152,6 +160,7 @@ def masks_over_faces(faces: np.ndarray, masks_stage1: np.ndarray, masks: np.ndar
     EFE mask laid over, after stage 1 and after stage 2 (EFE trained with EMR) side by side."""
     figure, rows = class_rows(labels, class_names, 2 * per_class, per_class, fold)
     stages = ((masks_stage1, "stage 1"), (masks, "after EMR"))
+    titled = rows[0][0] if rows else None  # the first class drawn names the columns
     for c, (axes,), chosen in rows:
         for k, sample in enumerate(chosen):
             face = faces[sample]
@@ -160,10 +169,11 @@ def masks_over_faces(faces: np.ndarray, masks_stage1: np.ndarray, masks: np.ndar
                 ax.imshow(face)
                 ax.imshow(upsample(stage_masks[sample], face.shape[0]), cmap="jet", alpha=0.45,
                           vmin=0, vmax=1)
-                if c == 0:
+                if c == titled:
                     ax.set_title(f"subject {k + 1}\n{title}", fontsize=9)
     figure.suptitle(f"{dataset}: EFE masks over test faces of {fold}, after stage 1 and after "
                     "stage 2 (EMR), red = high attention (0..1)")
+    hide_empty(figure)
     save_figure(figure, path)
 
 
@@ -177,21 +187,23 @@ def pattern_maps(faces: np.ndarray, patterns: np.ndarray, labels: np.ndarray,
     classes. Maps on their natural grey scale, black = 0 and white = 1."""
     figure, rows = class_rows(labels, class_names, per_class + 1, per_class, fold,
                               rows_per_class=2)
+    titled = rows[0][0] if rows else None  # the first class drawn names the columns
     for c, (face_axes, map_axes), chosen in rows:
         face_axes[0].set_ylabel(f"{class_names[c]}\ninput", fontsize=10)
         map_axes[0].set_ylabel("pattern map", fontsize=9)
         for k, sample in enumerate(chosen):
             face_axes[k].imshow(faces[sample])
             map_axes[k].imshow(patterns[sample].astype(np.float32), cmap="gray", vmin=0, vmax=1)
-            if c == 0:
+            if c == titled:
                 face_axes[k].set_title(f"subject {k + 1}", fontsize=9)
         face_axes[-1].imshow(class_mean_faces[c], cmap="gray", vmin=0, vmax=1)
         map_axes[-1].imshow(class_means[c], cmap="gray", vmin=0, vmax=1)
-        if c == 0:
+        if c == titled:
             face_axes[-1].set_title("class mean", fontsize=9)
     figure.suptitle(f"{dataset}: test faces of {fold} and their expression pattern maps, per "
                     "class\n"
                     "(grey scale 0..1; last column: class-mean grey face and class-mean map)")
+    hide_empty(figure)
     save_figure(figure, path)
 
 
@@ -227,6 +239,7 @@ def class_differences(class_means: np.ndarray, prototypes: np.ndarray,
         for c, ax in enumerate(row_axes):
             ax.set_xticks([])
             ax.set_yticks([])
+            ax.set_box_aspect(1)  # square whether it holds an image or only a note
             if c == 0:
                 ax.set_ylabel(f"{title}\n(±{limit:.3f})", fontsize=9)
             if present[c]:
