@@ -241,7 +241,7 @@ def class_differences(class_means: np.ndarray, prototypes: np.ndarray,
             ax.set_yticks([])
             ax.set_box_aspect(1)  # square whether it holds an image or only a note
             if c == 0:
-                ax.set_ylabel(f"{title}\n(±{limit:.3f})", fontsize=9)
+                ax.set_ylabel(f"{title}\n(±{limit:.2g})", fontsize=9)
             if present[c]:
                 image = ax.imshow(shown[c], cmap="RdBu_r", vmin=-limit, vmax=limit)
             else:
