@@ -2,8 +2,16 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from expmap.interpret import mask_region_share, pattern_map_fidelity, pattern_map_invariance
+from expmap.interpret import (
+    WEAK_DETAIL_CORRELATION,
+    mask_region_share,
+    pattern_map_fidelity,
+    pattern_map_invariance,
+    prototype_agreement,
+    weak_maps_warnings,
+)
 
 
 def test_identical_maps_per_class_are_perfectly_invariant():
@@ -56,35 +64,99 @@ def test_collapsed_constant_maps_are_reported_not_divided_by_zero():
     assert result["nearest_mean_accuracy"] == pytest.approx(1 / 3)
 
 
-def faces_and_regions(generator, people=6, classes=3, size=16):
-    """Grey faces: a per-person base (identity) plus a class-specific bright patch in a
-    class-specific region; the regions are known."""
-    identity = torch.rand(people, 1, size, size, generator=generator) * 0.5
+def faces_and_regions(generator, people=10, classes=3, size=32):
+    """Grey faces of every person in every class: the person's brightness and smooth
+    shading (identity) plus, in a class-specific region, a striped patch (the expression,
+    fine detail included); the regions are known."""
+    shading = F.interpolate(torch.rand(people, 1, 4, 4, generator=generator), size=size,
+                            mode="bilinear", align_corners=False)
+    identity = 0.2 * torch.rand(people, 1, 1, 1, generator=generator) + 0.3 * shading
     regions = torch.zeros(classes, size, size)
     for c in range(classes):
-        regions[c, 4 * c:4 * c + 4, 2:14] = 1
-    faces = torch.stack([identity[p] + 0.5 * regions[c][None] for c in range(classes)
+        regions[c, 8 * c + 4:8 * c + 8, 4:size - 4] = 1
+    stripes = (torch.arange(size) % 4 < 2).float()  # a 4-px period: what a blur removes
+    faces = torch.stack([identity[p] + 0.4 * regions[c] * stripes for c in range(classes)
                          for p in range(people)])
     labels = torch.arange(classes).repeat_interleave(people)
     return faces, labels, regions[labels]
 
 
-def test_maps_that_are_the_class_mean_faces_score_as_faces():
-    generator = torch.Generator().manual_seed(0)
+def fold(generator, train_people=6):
+    """Test faces, labels and regions of some people; the prototypes (class-mean faces) and
+    their counts from the others'."""
     faces, labels, regions = faces_and_regions(generator)
-    means = torch.stack([faces[labels == c].mean(0) for c in range(3)])
-    maps = means[labels] + 0.01 * torch.randn(faces.shape, generator=generator)
-    result = pattern_map_fidelity(maps, faces, labels, 3, regions)
-    assert result["span_ratio"] == pytest.approx(1.0, abs=0.1)
-    assert result["face_correlation"] > 0.99
+    person = torch.arange(len(labels)) % 10
+    train, test = person < train_people, person >= train_people
+    prototypes = torch.stack([faces[train & (labels == c)].mean(0) for c in range(3)])
+    counts = torch.bincount(labels[train], minlength=3)
+    return faces[test], labels[test], regions[test], prototypes, counts
+
+
+def measures(maps, generator=None):
+    faces, labels, regions, prototypes, counts = fold(generator or
+                                                      torch.Generator().manual_seed(0))
+    return pattern_map_fidelity(maps(faces, labels, prototypes), faces, labels, prototypes,
+                                counts, regions)
+
+
+def vignette(size=32):
+    """A grey oval with dark corners, the same for every class and person: the blob."""
+    centred = (torch.arange(size) - (size - 1) / 2) / (size / 2)
+    radius = centred[:, None].square() + centred[None, :].square()
+    return (0.7 - 0.5 * radius).clamp(0, 1)
+
+
+def test_maps_equal_to_the_prototypes_pass_every_measure():
+    generator = torch.Generator().manual_seed(1)
+    result = measures(lambda faces, labels, prototypes: prototypes[labels] + 0.01 * torch.randn(
+        faces.shape, generator=generator))
+    assert result["class_difference_correlation"] > 0.99
+    assert result["class_difference_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert result["detail_correlation"] > 0.9
     assert result["invariance_gain"] > 4  # the person is gone, the expression is not
     assert result["region_concentration"] > 2.5  # the classes differ only in their regions
+    assert weak_maps_warnings(result) == []
 
 
-def test_flat_maps_score_as_no_face():
-    generator = torch.Generator().manual_seed(1)
-    faces, labels, regions = faces_and_regions(generator)
-    flat = 0.5 + 1e-4 * torch.randn(faces.shape, generator=generator)
-    result = pattern_map_fidelity(flat, faces, labels, 3, regions)
-    assert result["span_ratio"] < 0.01
-    assert abs(result["face_correlation"]) < 0.5
+def test_a_constant_map_fails_and_is_warned_about():
+    result = measures(lambda faces, labels, prototypes: torch.full_like(faces, 0.4))
+    assert result["class_difference_correlation"] == 0.0
+    assert result["class_difference_ratio"] == 0.0
+    assert result["detail_correlation"] == 0.0
+    assert result["invariance_gain"] is None and result["collapsed"]
+    assert len(weak_maps_warnings(result)) == 3
+
+
+def test_a_vignette_the_same_for_every_class_fails():
+    result = measures(lambda faces, labels, prototypes: vignette().expand(faces.shape))
+    assert result["class_difference_correlation"] == 0.0
+    assert result["class_difference_ratio"] == 0.0
+    assert abs(result["detail_correlation"]) < WEAK_DETAIL_CORRELATION
+    assert len(weak_maps_warnings(result)) == 3
+
+
+def test_a_copy_of_the_person_shows_the_expression_but_gains_no_invariance():
+    result = measures(lambda faces, labels, prototypes: faces.clone())
+    assert result["class_difference_correlation"] > 0.99  # each person shows every class
+    assert result["invariance_gain"] == pytest.approx(1.0)  # the identity measure catches it
+
+
+def test_a_class_without_test_images_or_training_images_is_left_out():
+    faces, labels, regions, prototypes, counts = fold(torch.Generator().manual_seed(0))
+    tested = labels != 2
+    maps = prototypes[labels[tested]]
+    result = prototype_agreement(maps, labels[tested], prototypes, counts)
+    assert result["n_classes_compared"] == 2
+    assert result["class_difference_correlation"] == pytest.approx(1.0)
+    assert result["detail_correlation"] == pytest.approx(1.0)
+    untrained = prototype_agreement(prototypes[labels], labels, prototypes,
+                                    torch.tensor([6, 6, 0]))
+    assert untrained["n_classes_compared"] == 2
+    assert untrained["class_difference_ratio"] == pytest.approx(1.0)
+
+
+def test_prototypes_at_another_resolution_are_resized_to_the_maps():
+    faces, labels, regions, prototypes, counts = fold(torch.Generator().manual_seed(0))
+    large = F.interpolate(prototypes, scale_factor=2, mode="nearest")
+    result = prototype_agreement(prototypes[labels], labels, large, counts)
+    assert result["class_difference_correlation"] > 0.95

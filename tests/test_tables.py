@@ -19,7 +19,9 @@ def record(dataset, epmg, efe=None, variant="default", status=records.CURRENT, n
             heads["efe_stage1"] = {"accuracy": efe, "per_class": {}}
         folds.append({"fold": f"fold{i}", "n_test": (n_test or [10] * len(epmg))[i],
                       "heads": heads, "best_test_accuracy": accuracy + 0.01,
-                      "interpretability": {"span_ratio": 0.5, "invariance_gain": 30.0}})
+                      "interpretability": {"class_difference_correlation": 0.7 + 0.1 * i,
+                                           "detail_correlation": 0.6,
+                                           "invariance_gain": 30.0}})
     return {"dataset": dataset, "variant": variant, "finished": "2026-12-02 10:00 UTC",
             "configuration": {}, "differs_in": differs_in or {}, "folds": folds,
             "status": status}
@@ -103,6 +105,24 @@ def test_variants_table_has_a_row_per_dataset_and_variant_with_what_it_changes(t
     assert list(table["epmg_accuracy"]) == [90.0, 80.0]
     assert table["differs_in"].fillna("").tolist() == ["", "stage3.lambda4=0.5"]
     assert "| synthetic | sharper | 80.00 ± 0.00 |" in out["variants_md"].read_text()
+
+
+def test_interpretability_leads_with_the_measures_a_blob_fails(tmp_path):
+    out = write(tmp_path, [record("synthetic", [0.8, 0.9])])
+    table = pd.read_csv(out["interpretability_csv"])
+    assert list(table.columns[2:5]) == ["class_difference_correlation",
+                                        "class_difference_correlation_std",
+                                        "class_difference_ratio"]
+    assert table.loc[0, "class_difference_correlation"] == pytest.approx(0.75)
+    lines = out["interpretability_md"].read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| dataset |"))
+    assert header.startswith("| dataset | variant | maps: class-difference correlation with "
+                             "prototypes | maps: class-difference norm / prototypes' | "
+                             "maps: fine-detail correlation with prototypes |")
+    row = next(line for line in lines if line.startswith("| synthetic |"))
+    assert row.startswith("| synthetic | default | 0.750 ± 0.071 | - | 0.600 ± 0.000 |")
+    variants = out["variants_md"].read_text()
+    assert "| 2 | 0.75 | 0.60 | 30.0 | - |" in variants
 
 
 def test_ablation_keeps_the_best_test_epoch_apart_from_the_headline(tmp_path):

@@ -8,7 +8,9 @@ from conftest import PAPER, stage_hyperparameters
 
 from expmap.checkpoints import load_checkpoint
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
-from expmap.evaluate import evaluate_fold
+from expmap.data.store import PreparedDataset
+from expmap.evaluate import evaluate_fold, expression_prototypes
+from expmap.interpret import weak_maps_warnings
 from expmap.train import STAGES, TrainingError, train_stage
 from expmap.train.feature_cache import FeatureCache
 
@@ -64,16 +66,40 @@ def test_stages_write_checkpoints_and_metrics(prepared, stage1, tmp_path):
         assert metrics[column].notna().all(), column
     assert set(pd.read_csv(tmp_path / "stage2.csv").columns) >= {"loss_efe", "loss_mask", "loss_h"}
     assert not (tmp_path / "state3").exists()  # the resumable state goes once the stage ends
+    lines = []
     summary = evaluate_fold(prepared, "fold0", {"stage1": stage1, "stage2": stage2,
                                                 "stage3": stage3},
-                            tmp_path / "predictions.csv", tmp_path / "summary.json")
+                            tmp_path / "predictions.csv", tmp_path / "summary.json",
+                            maps=tmp_path / "maps.npz", log=lines.append)
     assert summary["n_test"] == 12 and set(summary["heads"]) == {"efe_stage1", "efe_stage2",
                                                                   "epmg"}
+    measures = summary["interpretability"]
+    for measure in ("class_difference_correlation", "class_difference_ratio",
+                    "detail_correlation"):
+        assert isinstance(measures[measure], float), measure
+    assert len([line for line in lines if "WARNING: pattern maps of fold0" in line]) == len(
+        weak_maps_warnings(measures))
+    with np.load(tmp_path / "maps.npz") as maps:
+        assert maps["prototypes"].shape == (3, 224, 224)
+        assert list(maps["prototype_counts"]) == [8, 8, 8]  # 4 training subjects x 2
+        assert list(maps["test_counts"]) == [4, 4, 4]
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == 12 and predictions["subject"].nunique() == 2
     assert abs(predictions.filter(like="prob_").sum(axis=1) - 1).max() < 1e-5
     assert summary["heads"]["epmg"]["accuracy"] == pytest.approx(
         (predictions["pred_epmg"] == predictions["label"]).mean())
+
+
+def test_prototypes_are_the_training_images_class_mean_grey_faces(prepared):
+    data = PreparedDataset(prepared).fold("fold0")
+    prototypes, counts = expression_prototypes(data.images, data.labels, data.train_index,
+                                               data.num_classes)
+    assert prototypes.shape == (3, 1, 224, 224) and counts.tolist() == [8, 8, 8]
+    for c in range(3):  # class c's bright block (grey 230) in column band c
+        rows = data.train_index[data.labels[data.train_index] == c]
+        grey = data.images[rows].astype(float) @ [0.299, 0.587, 0.114] / 255
+        assert np.allclose(prototypes[c, 0].numpy(), grey.mean(0), atol=1e-5)
+        assert prototypes[c, 0, 100, 75 * c + 30] == pytest.approx(230 / 255, abs=1e-5)
 
 
 def changed(before: dict, after: dict) -> set[str]:

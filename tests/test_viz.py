@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from expmap import viz
@@ -37,10 +38,65 @@ def test_all_figures(tmp_path):
     labels = np.repeat(np.arange(3), 4)
     faces = rng.integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
     viz.masks_over_faces(faces, rng.random((12, 7, 7)), rng.random((12, 7, 7)), labels, CLASSES,
-                         "demo", tmp_path / "masks.png")
+                         "demo", "fold0", tmp_path / "masks.png")
     viz.pattern_maps(faces, rng.random((12, 224, 224)).astype(np.float16), labels,
                      rng.random((3, 224, 224)), rng.random((3, 224, 224)), CLASSES, "demo",
-                     tmp_path / "patterns.png")
-    for name in ("losses", "accuracy", "confusion", "masks", "patterns"):
+                     "fold0", tmp_path / "patterns.png")
+    viz.class_differences(rng.random((3, 224, 224)), rng.random((3, 224, 224)),
+                          np.array([4, 4, 4]), np.array([9, 9, 9]), CLASSES, "demo", "fold0",
+                          {"class_difference_correlation": 0.5}, tmp_path / "differences.png")
+    assert set(viz.FIGURES) == {path.stem for path in tmp_path.glob("*.png")}
+    for name in viz.FIGURES:
         check_png(tmp_path / f"{name}.png")
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def drawn(monkeypatch):
+    """The figures' matplotlib figures, kept as they are saved."""
+    figures = []
+    monkeypatch.setattr(viz, "save_figure", lambda figure, path: figures.append(figure))
+    return figures
+
+
+def texts(figure):
+    return [text.get_text() for ax in figure.axes for text in ax.texts]
+
+
+def images(figure):
+    return [image.get_array() for ax in figure.axes for image in ax.images]
+
+
+def test_a_class_without_test_images_is_named_not_drawn_blank(monkeypatch):
+    figures = drawn(monkeypatch)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 2], [4, 1])  # no "Happiness" in this fold; one "Surprise"
+    faces = rng.integers(0, 255, (5, 224, 224, 3), dtype=np.uint8)
+    mean_maps = rng.random((3, 224, 224))
+    mean_maps[1] = 0  # evaluate's class mean of a class without test images
+    viz.masks_over_faces(faces, rng.random((5, 7, 7)), rng.random((5, 7, 7)), labels, CLASSES,
+                         "demo", "fold0", "masks.png")
+    viz.pattern_maps(faces, rng.random((5, 224, 224)), labels, mean_maps, mean_maps, CLASSES,
+                     "demo", "fold0", "patterns.png")
+    viz.class_differences(mean_maps, rng.random((3, 224, 224)), np.array([4, 0, 4]),
+                          np.array([9, 9, 9]), CLASSES, "demo", "fold0", {},
+                          "differences.png")
+    for figure in figures[:2]:
+        assert texts(figure) == ["Happiness: no test image in fold0"]
+        assert not any((image == 0).all() for image in images(figure))  # no black mean
+        assert all(ax.images for ax in figure.axes if ax.axison)  # no empty white frame
+    assert texts(figures[2]) == ["no test image\nin fold0"] * 2
+    assert len(images(figures[2])) == 4  # two classes, maps and prototypes
+
+
+def test_class_differences_use_a_diverging_scale_symmetric_about_zero(monkeypatch):
+    figures = drawn(monkeypatch)
+    maps = np.full((3, 8, 8), 0.5)
+    maps[0, :4] += 0.01  # differences of 0.01: invisible on a 0..1 grey scale
+    prototypes = np.random.default_rng(0).random((3, 8, 8))
+    viz.class_differences(maps, prototypes, np.array([2, 2, 2]), np.array([5, 5, 5]), CLASSES,
+                          "demo", "fold0", {"class_difference_ratio": 0.03}, "differences.png")
+    drawn_maps = [ax.images[0] for ax in figures[0].axes[:3]]
+    low, high = drawn_maps[0].get_clim()
+    assert drawn_maps[0].get_cmap().name == "RdBu_r" and low == -high
+    assert high == pytest.approx(2 / 3 * 0.01)  # class 0 departs by 0.01 - 0.01 / 3
+    assert "class difference ratio 0.03" in figures[0].texts[0].get_text()

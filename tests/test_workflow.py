@@ -84,12 +84,13 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
     assert list(measures["variant"]) == ["default", "paper_stage3"]
     assert (measures["dataset"] == "synthetic").all()
     assert measures["area_share"].between(0, 1).all()  # the generator's regions are known
-    for measure in ("span_ratio", "face_correlation", "invariance_gain", "region_concentration",
+    for measure in ("class_difference_correlation", "class_difference_ratio",
+                    "detail_correlation", "invariance_gain", "region_concentration",
                     "mask_share_stage1", "mask_share"):
         assert measures[measure].notna().all(), measure
     assert "| synthetic |" in (tables / "interpretability.md").read_text()
     for variant in ("default", "paper_stage3"):
-        for figure in ("losses", "accuracy", "confusion", "masks", "patterns"):
+        for figure in ("losses", "accuracy", "confusion", "masks", "patterns", "differences"):
             path = tiny_run / f"results/synthetic/{variant}/figures/{figure}.png"
             assert path.stat().st_size > 1e4, path
 
@@ -199,7 +200,7 @@ def test_the_report_gathers_tables_and_figures(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     page = report.read_text(errors="replace")
     for name in ("accuracy.csv", "ablation.csv", "interpretability.csv", "variants.csv",
-                 "patterns.png", "masks.png"):
+                 "patterns.png", "masks.png", "differences.png"):
         assert name in page, name
 
 

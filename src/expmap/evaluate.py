@@ -1,6 +1,7 @@
 """Evaluation of one fold: predictions of the EPMG head (the paper's number) and of the EFE
 head after stage 1 and after stage 2 (the ablation), with overall, per-class accuracy and
-the confusion matrix; the interpretability measures of masks and pattern maps."""
+the confusion matrix; the interpretability measures of masks and pattern maps, the latter
+against the fold's expression prototypes (its training images' class-mean grey faces)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches
 from expmap.data.store import PreparedDataset
 from expmap.devices import use_threads
-from expmap.interpret import as_float16, mask_region_share, pattern_map_fidelity
+from expmap.interpret import (
+    as_float16,
+    mask_region_share,
+    pattern_map_fidelity,
+    weak_maps_warnings,
+)
 from expmap.io import atomic_write_csv, atomic_write_json, atomic_write_npz
 from expmap.losses import grayscale
 
 SAMPLES_PER_CLASS = 8
+# Training images per class whose mean is the prototype: bounds the reading on a large
+# training set (AffectNet's 280,000); the smaller benchmarks' classes use every image.
+PROTOTYPE_IMAGES_PER_CLASS = 500
 HEADS = {"efe_stage1": "stage1", "efe_stage2": "stage2", "epmg": "stage3"}
 
 
@@ -57,11 +66,29 @@ def accuracy_summary(labels: np.ndarray, predictions: np.ndarray, class_names: l
             "per_class": per_class, "confusion": confusion.tolist()}
 
 
+def expression_prototypes(images: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                          num_classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class-mean grey faces [K,1,H,W] in [0,1] of up to PROTOTYPE_IMAGES_PER_CLASS
+    training `rows` per class (a seeded draw), and how many images each mean has [K]
+    (0: a class without training images, whose prototype stays 0)."""
+    generator = np.random.default_rng(seed)
+    drawn = [generator.permutation(rows[labels[rows] == c])[:PROTOTYPE_IMAGES_PER_CLASS]
+             for c in range(num_classes)]
+    chosen = np.sort(np.concatenate(drawn))
+    sums = torch.zeros(num_classes, 1, *images.shape[1:3], dtype=torch.float64)
+    for batch in ordered_batches(chosen, EVAL_BATCH):
+        grey = grayscale(image_batch(images, batch, "cpu"))
+        sums.index_add_(0, torch.from_numpy(labels[batch]), grey.double())
+    counts = torch.tensor([len(d) for d in drawn])
+    return (sums / counts.clamp_min(1).view(-1, 1, 1, 1)).float(), counts
+
+
 def figure_samples(outputs: dict[str, dict], labels: np.ndarray, subjects: np.ndarray,
                    rows: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
     """What the figures need, bounded in size whatever the test set: per class up to
     SAMPLES_PER_CLASS masks (after stage 1 and after stage 2) and maps of different
-    subjects, and every class's mean map and mean grey face."""
+    subjects, every class's mean map and mean grey face, and its number of test images
+    (0: the class has no test image in this fold, and its means are 0)."""
     chosen = []
     for c in range(num_classes):
         of_class = np.flatnonzero(labels == c)
@@ -81,16 +108,19 @@ def figure_samples(outputs: dict[str, dict], labels: np.ndarray, subjects: np.nd
             "masks_stage1": outputs["efe_stage1"]["masks"][chosen, 0].numpy().astype(np.float32),
             "masks": epmg["masks"][chosen, 0].numpy().astype(np.float32),
             "patterns": as_float16(patterns[chosen]), "class_mean_patterns": mean_maps.numpy(),
-            "class_mean_faces": mean_faces.numpy()}
+            "class_mean_faces": mean_faces.numpy(),
+            "test_counts": np.bincount(labels, minlength=num_classes)}
 
 
-def interpretability(outputs: dict[str, dict], labels: np.ndarray, num_classes: int,
-                     regions: np.ndarray | None) -> dict:
-    """The measures of expmap.interpret on the test set: pattern maps, and masks after stage
-    1 and after stage 2 where the true regions are known."""
+def interpretability(outputs: dict[str, dict], labels: np.ndarray, prototypes: torch.Tensor,
+                     prototype_counts: torch.Tensor, regions: np.ndarray | None) -> dict:
+    """The measures of expmap.interpret on the test set: pattern maps against the
+    prototypes (expression_prototypes), and masks after stage 1 and after stage 2 where the
+    true regions are known."""
     epmg, y = outputs["epmg"], torch.from_numpy(labels)
     truth = torch.from_numpy(np.asarray(regions)) if regions is not None else None
-    result = pattern_map_fidelity(epmg["patterns"], epmg["grey"], y, num_classes, truth)
+    result = pattern_map_fidelity(epmg["patterns"], epmg["grey"], y, prototypes,
+                                  prototype_counts, truth)
     if truth is not None:
         result.update(mask_region_share(epmg["masks"], truth))
         stage1 = mask_region_share(outputs["efe_stage1"]["masks"], truth)
@@ -131,11 +161,18 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
     for c, name in enumerate(data.class_names):
         table[f"prob_{name}"] = outputs["epmg"]["probabilities"][:, c].numpy()
     regions = dataset.regions()
+    prototypes, prototype_counts = expression_prototypes(data.images, data.labels,
+                                                         data.train_index, data.num_classes)
     result["interpretability"] = interpretability(
-        outputs, labels, data.num_classes, regions[rows] if regions is not None else None)
+        outputs, labels, prototypes, prototype_counts,
+        regions[rows] if regions is not None else None)
+    for warning in weak_maps_warnings(result["interpretability"]):
+        log(f"WARNING: pattern maps of {fold}: {warning}")
     if maps is not None:
         samples = figure_samples(outputs, labels, data.subjects[rows], rows, data.num_classes)
-        atomic_write_npz(maps, class_names=np.array(data.class_names), **samples)
+        atomic_write_npz(maps, class_names=np.array(data.class_names),
+                         prototypes=prototypes[:, 0].numpy(),
+                         prototype_counts=prototype_counts.numpy(), **samples)
     atomic_write_csv(predictions, table)
     atomic_write_json(summary, result)
     return result

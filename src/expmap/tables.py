@@ -197,13 +197,16 @@ def ablation_table(records: list[dict]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- interpretability
 
-# summary.json's interpretability measures (expmap.interpret) -> (markdown header, percent)
+# summary.json's interpretability measures (expmap.interpret) -> (markdown header, percent);
+# first those that a blob (one map for every class and person) or a copy of the person fails
 INTERPRETABILITY = {
+    "class_difference_correlation": ("maps: class-difference correlation with prototypes",
+                                     False),
+    "class_difference_ratio": ("maps: class-difference norm / prototypes'", False),
+    "detail_correlation": ("maps: fine-detail correlation with prototypes", False),
+    "invariance_gain": ("maps: invariance gain over inputs", False),
     "within_between_ratio": ("maps: within / between", False),
     "nearest_mean_accuracy": ("maps: nearest class mean (%)", True),
-    "invariance_gain": ("maps: invariance gain over inputs", False),
-    "span_ratio": ("maps: span / class-mean-face span", False),
-    "face_correlation": ("maps: correlation with class-mean face", False),
     "region_concentration": ("maps: class differences in regions / area", False),
     "mask_share_stage1": ("mask mass in regions, stage 1 (%)", True),
     "mask_share": ("mask mass in regions, after EMR (%)", True),
@@ -257,14 +260,19 @@ def ablation_markdown(table: pd.DataFrame) -> str:
 
 def interpretability_markdown(table: pd.DataFrame) -> str:
     lines = ["# Interpretability, measured", "",
-             "Pattern maps of the test set: distance of a map to its own class mean over the "
-             "distance between class means (lower: maps depend on the expression, not on who "
-             "made it), the share of maps nearest their own class mean, and how much less the "
-             "maps depend on the person than the input faces do; whether they show a face: "
-             "their span against the class-mean faces' and their correlation with those. "
-             "Where the true expression regions are known (the synthetic benchmark): how much "
-             "of the maps' class differences and of the mask's mass lies inside them, against "
-             "their share of the area. Mean ± standard deviation over folds.", "",
+             "Pattern maps of the test set against each fold's expression prototypes (its "
+             "training images' class-mean grey faces): how the class-mean maps' departures "
+             "from their mean over classes correlate with the prototypes' (0 for one map for "
+             "every class), their norm against the prototypes', and the median over classes "
+             "of the correlation of the high-passed class-mean map with the high-passed "
+             "prototype (fine detail, not the face's oval); how much less the maps depend "
+             "on the person than the input faces do (1 for a copy of the input); the "
+             "distance of a map to its own class mean over the distance between class means "
+             "(lower: maps depend on the expression, not on who made it) and the share of "
+             "maps nearest their own class mean. Where the true expression regions are known "
+             "(the synthetic benchmark): how much of the maps' class differences and of the "
+             "mask's mass lies inside them, against their share of the area. Mean ± "
+             "standard deviation over folds.", "",
              "| dataset | variant | " + " | ".join(h for h, _ in INTERPRETABILITY.values())
              + " | folds | finished |",
              "|---|---|" + "---|" * (len(INTERPRETABILITY) + 2)]
@@ -278,13 +286,17 @@ def interpretability_markdown(table: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- variants
 
-VARIANT_MEASURES = ("span_ratio", "invariance_gain")
+VARIANT_MEASURES = {  # interpretability measure -> (markdown header, digits)
+    "class_difference_correlation": ("maps: class-difference corr.", 2),
+    "detail_correlation": ("maps: detail corr.", 2),
+    "invariance_gain": ("maps: invariance gain", 1),
+}
 
 
 def variants_table(records: list[dict]) -> pd.DataFrame:
     """One row per record: each head's accuracy (mean and std over folds, percent), the
-    folds, the maps' span ratio and invariance gain, and the keys in which the variant
-    differs from default."""
+    folds, the maps' VARIANT_MEASURES, and the keys in which the variant differs from
+    default."""
     accuracy = run_rows(records).set_index(["dataset", "variant", "method"])
     maps = interpretability_table(records).set_index(["dataset", "variant"])
     rows = []
@@ -309,15 +321,16 @@ def variants_markdown(table: pd.DataFrame) -> str:
              "Each variant beside the configuration as written (default); the last columns "
              "name what it changes and when it finished.", "",
              "| dataset | variant | " + " | ".join(heads)
-             + " | folds | maps: span ratio | maps: invariance gain | differs in | finished |",
-             "|---|---|" + "---|" * (len(heads) + 5)]
+             + " | folds | " + " | ".join(h for h, _ in VARIANT_MEASURES.values())
+             + " | differs in | finished |",
+             "|---|---|" + "---|" * (len(heads) + len(VARIANT_MEASURES) + 3)]
     for row in table.to_dict("records"):
         cells = [_cell(row[f"{head}_accuracy"], row[f"{head}_std"], digits=2)
                  for head in HEADS]
+        measures = [_cell(row[m], digits=digits) for m, (_, digits) in VARIANT_MEASURES.items()]
         lines.append(f"| {row['dataset']} | {_variant(row)} | " + " | ".join(cells)
-                     + f" | {row['n_folds']} | {_cell(row['span_ratio'])} | "
-                     f"{_cell(row['invariance_gain'], digits=1)} | "
-                     f"{row['differs_in'] or '-'} | {row['finished']} |")
+                     + f" | {row['n_folds']} | " + " | ".join(measures)
+                     + f" | {row['differs_in'] or '-'} | {row['finished']} |")
     return "\n".join(lines + _stale_notes(table)) + "\n"
 
 

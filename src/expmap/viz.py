@@ -1,5 +1,6 @@
 """Figures of one dataset: the report's loss curves (fig. 11) and test accuracy per epoch
-(fig. 12), the confusion matrix, masks over faces (fig. 9) and the expression pattern maps.
+(fig. 12), the confusion matrix, masks over faces (fig. 9), the expression pattern maps and
+their class differences beside the expression prototypes'.
 
 Every function takes plain data (frames, arrays) and writes one PNG atomically.
 """
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from expmap.errors import UserError  # noqa: E402
 from expmap.io import replacing  # noqa: E402
 
 STAGE_TITLES = {1: "Stage 1: EFE (L_EFE)", 2: "Stage 2: EMR (L_EMR)", 3: "Stage 3: EPMG (L_EPMG)"}
@@ -108,11 +110,31 @@ def upsample(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=float) / 255
 
 
+def no_test_image(axes, name: str, fold: str) -> None:
+    """The panels of class `name`, which has no test image in `fold`: empty, and saying so."""
+    panels = np.ravel(axes)
+    for ax in panels:
+        ax.axis("off")
+    note = panels[0].text(0.05, 0.5, f"{name}: no test image in {fold}", ha="left",
+                          va="center", transform=panels[0].transAxes, fontsize=11,
+                          color="tab:red")
+    note.set_in_layout(False)  # it runs across the row's empty panels
+
+
+def hide_empty(figure) -> None:
+    """Panels left over where a class has fewer test subjects than columns: white space,
+    not empty frames that look like white images."""
+    for ax in figure.axes:
+        if not ax.images:
+            ax.axis("off")
+
+
 def class_rows(labels: np.ndarray, class_names: list[str], columns: int, per_class: int,
-               rows_per_class: int = 1):
+               fold: str, rows_per_class: int = 1):
     """A grid of blank panels, `rows_per_class` rows per class, the first labelled with its
     name; yields (class index, that class's rows of axes, the indices of up to `per_class`
-    samples of the class)."""
+    samples of the class) for the classes with samples; the rows of a class without
+    (no test image in `fold`) say so."""
     figure, axes = plt.subplots(rows_per_class * len(class_names), columns,
                                 figsize=(1.8 * columns, 1.8 * rows_per_class * len(class_names)),
                                 squeeze=False, layout="constrained")
@@ -122,18 +144,23 @@ def class_rows(labels: np.ndarray, class_names: list[str], columns: int, per_cla
     rows = []
     for c, name in enumerate(class_names):
         own = axes[rows_per_class * c: rows_per_class * (c + 1)]
-        own[0][0].set_ylabel(name, fontsize=10)
-        rows.append((c, own, np.flatnonzero(labels == c)[:per_class]))
+        chosen = np.flatnonzero(labels == c)[:per_class]
+        if len(chosen) == 0:
+            no_test_image(own, name, fold)
+        else:
+            own[0][0].set_ylabel(name, fontsize=10)
+            rows.append((c, own, chosen))
     return figure, rows
 
 
 def masks_over_faces(faces: np.ndarray, masks_stage1: np.ndarray, masks: np.ndarray,
-                     labels: np.ndarray, class_names: list[str], dataset: str, path,
-                     per_class: int = 3) -> None:
-    """Fig. 9: for each class, faces of different subjects with the EFE mask laid over,
-    after stage 1 and after stage 2 (EFE trained with EMR) side by side."""
-    figure, rows = class_rows(labels, class_names, 2 * per_class, per_class)
+                     labels: np.ndarray, class_names: list[str], dataset: str, fold: str,
+                     path, per_class: int = 3) -> None:
+    """Fig. 9: for each class, faces of different subjects of `fold`'s test set with the
+    EFE mask laid over, after stage 1 and after stage 2 (EFE trained with EMR) side by side."""
+    figure, rows = class_rows(labels, class_names, 2 * per_class, per_class, fold)
     stages = ((masks_stage1, "stage 1"), (masks, "after EMR"))
+    titled = rows[0][0] if rows else None  # the first class drawn names the columns
     for c, (axes,), chosen in rows:
         for k, sample in enumerate(chosen):
             face = faces[sample]
@@ -142,35 +169,94 @@ def masks_over_faces(faces: np.ndarray, masks_stage1: np.ndarray, masks: np.ndar
                 ax.imshow(face)
                 ax.imshow(upsample(stage_masks[sample], face.shape[0]), cmap="jet", alpha=0.45,
                           vmin=0, vmax=1)
-                if c == 0:
+                if c == titled:
                     ax.set_title(f"subject {k + 1}\n{title}", fontsize=9)
-    figure.suptitle(f"{dataset}: EFE masks over test faces, after stage 1 and after stage 2 "
-                    "(EMR), red = high attention (0..1)")
+    figure.suptitle(f"{dataset}: EFE masks over test faces of {fold}, after stage 1 and after "
+                    "stage 2 (EMR), red = high attention (0..1)")
+    hide_empty(figure)
     save_figure(figure, path)
 
 
 def pattern_maps(faces: np.ndarray, patterns: np.ndarray, labels: np.ndarray,
                  class_mean_faces: np.ndarray, class_means: np.ndarray,
-                 class_names: list[str], dataset: str, path, per_class: int = 5) -> None:
-    """Two rows per class: the input faces of different subjects, and below each its
-    pattern map; the last column holds the class-mean grey face and the class-mean map.
-    Identity-invariant maps look alike along a row and differ between classes. Maps on
-    their natural grey scale, black = 0 and white = 1."""
-    figure, rows = class_rows(labels, class_names, per_class + 1, per_class, rows_per_class=2)
+                 class_names: list[str], dataset: str, fold: str, path,
+                 per_class: int = 5) -> None:
+    """Two rows per class: the input faces of different subjects of `fold`'s test set, and
+    below each its pattern map; the last column holds the class-mean grey face and the
+    class-mean map. Identity-invariant maps look alike along a row and differ between
+    classes. Maps on their natural grey scale, black = 0 and white = 1."""
+    figure, rows = class_rows(labels, class_names, per_class + 1, per_class, fold,
+                              rows_per_class=2)
+    titled = rows[0][0] if rows else None  # the first class drawn names the columns
     for c, (face_axes, map_axes), chosen in rows:
         face_axes[0].set_ylabel(f"{class_names[c]}\ninput", fontsize=10)
         map_axes[0].set_ylabel("pattern map", fontsize=9)
         for k, sample in enumerate(chosen):
             face_axes[k].imshow(faces[sample])
             map_axes[k].imshow(patterns[sample].astype(np.float32), cmap="gray", vmin=0, vmax=1)
-            if c == 0:
+            if c == titled:
                 face_axes[k].set_title(f"subject {k + 1}", fontsize=9)
         face_axes[-1].imshow(class_mean_faces[c], cmap="gray", vmin=0, vmax=1)
         map_axes[-1].imshow(class_means[c], cmap="gray", vmin=0, vmax=1)
-        if c == 0:
+        if c == titled:
             face_axes[-1].set_title("class mean", fontsize=9)
-    figure.suptitle(f"{dataset}: test faces and their expression pattern maps, per class\n"
+    figure.suptitle(f"{dataset}: test faces of {fold} and their expression pattern maps, per "
+                    "class\n"
                     "(grey scale 0..1; last column: class-mean grey face and class-mean map)")
+    hide_empty(figure)
+    save_figure(figure, path)
+
+
+# the interpretability measures the class-difference figure's title shows
+DIFFERENCE_MEASURES = ("class_difference_correlation", "class_difference_ratio",
+                       "detail_correlation")
+
+
+def departures(means: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Each present class's mean minus the mean of the present classes' (NaN elsewhere)."""
+    shown = np.full(means.shape, np.nan, dtype=np.float32)
+    shown[present] = means[present] - means[present].mean(0)
+    return shown
+
+
+def class_differences(class_means: np.ndarray, prototypes: np.ndarray,
+                      test_counts: np.ndarray, prototype_counts: np.ndarray,
+                      class_names: list[str], dataset: str, fold: str, measures: dict,
+                      path) -> None:
+    """What distinguishes the classes: each class-mean pattern map of `fold`'s test set minus
+    the mean of the class-mean maps (top row), beside each expression prototype (training
+    class-mean grey face) minus the prototypes' mean (bottom row), over the classes that
+    have both; a diverging scale symmetric about 0 per row, whose limit the row names
+    (differences of 0.01 vanish on the maps' 0..1 grey scale)."""
+    present = (test_counts > 0) & (prototype_counts > 0)
+    rows = {"pattern maps": departures(class_means.astype(np.float32), present),
+            "prototypes": departures(prototypes.astype(np.float32), present)}
+    figure, axes = plt.subplots(2, len(class_names), figsize=(1.9 * len(class_names) + 1, 4.4),
+                                squeeze=False, layout="constrained")
+    for (title, shown), row_axes in zip(rows.items(), axes):
+        limit = float(np.nanmax(np.abs(shown))) if present.any() else 0.0
+        limit = limit or 1e-6  # all zero: a flat panel, not a division by zero
+        for c, ax in enumerate(row_axes):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_box_aspect(1)  # square whether it holds an image or only a note
+            if c == 0:
+                ax.set_ylabel(f"{title}\n(±{limit:.2g})", fontsize=9)
+            if present[c]:
+                image = ax.imshow(shown[c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            else:
+                reason = "test image\nin" if test_counts[c] == 0 else "training image\nfor"
+                ax.text(0.5, 0.5, f"no {reason} {fold}", transform=ax.transAxes,
+                        ha="center", va="center", fontsize=9, color="tab:red")
+            if title == "pattern maps":
+                ax.set_title(class_names[c], fontsize=10)
+        if present.any():
+            figure.colorbar(image, ax=list(row_axes), shrink=0.8, label="grey difference")
+    shown_measures = ", ".join(f"{name.replace('_', ' ')} {measures[name]:.2f}"
+                               for name in DIFFERENCE_MEASURES if measures.get(name) is not None)
+    figure.suptitle(f"{dataset}, {fold}: class-mean pattern map minus their mean, beside the "
+                    "prototypes' (red: brighter than the mean of the classes)\n"
+                    + (shown_measures or "no class differences to measure"), fontsize=10)
     save_figure(figure, path)
 
 
@@ -188,13 +274,22 @@ def dataset_figures(dataset: str, metrics: dict[int, list[str | os.PathLike]],
     confusion = sum(np.array(fold["heads"]["epmg"]["confusion"]) for fold in folds)
     confusion_matrix(confusion, class_names, dataset, out["confusion"])
     # masks and pattern maps of the first fold's test subjects (every fold's are alike)
+    fold = folds[0]["fold"]
     with np.load(maps[0]) as samples:
+        if "prototypes" not in samples:
+            raise UserError(f"{maps[0]}: written by an older expmap, without the expression "
+                            "prototypes; delete it and its fold's summary.json so that "
+                            "evaluate runs again")
         rows, labels = samples["rows"], samples["labels"]
         faces = images[rows]
         masks_over_faces(faces, samples["masks_stage1"], samples["masks"], labels, class_names,
-                         dataset, out["masks"])
+                         dataset, fold, out["masks"])
         pattern_maps(faces, samples["patterns"], labels, samples["class_mean_faces"],
-                     samples["class_mean_patterns"], class_names, dataset, out["patterns"])
+                     samples["class_mean_patterns"], class_names, dataset, fold,
+                     out["patterns"])
+        class_differences(samples["class_mean_patterns"], samples["prototypes"],
+                          samples["test_counts"], samples["prototype_counts"], class_names,
+                          dataset, fold, folds[0]["interpretability"], out["differences"])
 
 
-FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns")
+FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns", "differences")
