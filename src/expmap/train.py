@@ -42,7 +42,14 @@ import torch
 from torch import nn
 
 from expmap import checkpoints, diagnostics
-from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches, prefetched, to_device
+from expmap.data.batches import (
+    EVAL_BATCH,
+    image_batch,
+    ordered_batches,
+    prefetched,
+    shifted,
+    to_device,
+)
 from expmap.data.sampling import (
     BalancedBatchSampler,
     ShuffledBatchSampler,
@@ -57,6 +64,7 @@ from expmap.io import atomic_write_csv
 from expmap.losses import (
     DISTANCES,
     MININGS,
+    PATTERN_TARGETS,
     EMRWeights,
     EPMGWeights,
     StageLoss,
@@ -93,6 +101,7 @@ CHOICES = {
     "decoder_init": DECODER_INITS,
     "precision": ("auto", "fp32", "bf16"),
     "sampler": ("shuffle", "balanced"),
+    "pattern_target": PATTERN_TARGETS,
 }
 
 
@@ -143,6 +152,7 @@ class CommonHyperparameters:
 class Stage1Hyperparameters(CommonHyperparameters):
     batch_size: int
     sampler: str  # "shuffle" (every image once per epoch) or "balanced" (classes equally)
+    shift: int  # random translation of each training image, up to this many pixels; 0: none
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,7 @@ class Stage3Hyperparameters(TripletHyperparameters):
     beta: float
     gamma: float
     decoder_init: str
+    pattern_target: str  # "input" (the paper's) or "class_mean" (PATTERN_TARGETS)
 
 
 HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3Hyperparameters}
@@ -275,6 +286,10 @@ class Stage1(FrozenConvs):
                  precision: Callable[[], ContextManager]):
         self.modules, self.precision = modules, precision
         self.efe = modules["efe"]
+        # stage 1's own: a generator seeded once, so a resumed run's shifts differ from an
+        # uninterrupted one's (its flips do not)
+        self.shift = getattr(hp, "shift", 0)
+        self.shifts = torch.Generator().manual_seed(hp.seed)
         # what is clipped and reported: model -> its trainable parts
         self.parts = {"efe": {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
                               "classifier": self.efe.classifier}}
@@ -294,6 +309,8 @@ class Stage1(FrozenConvs):
     # rows and mirrored (the images' store rows, and which are mirrored) find kept frozen
     # activations; a batch built elsewhere (a bench, a test) passes neither
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
+        if self.shift:  # moved images are not the kept ones: nothing is kept in stage 1
+            images, rows = shifted(images, self.shift, self.shifts), None
         out = self.efe_outputs(images, rows, mirrored, self.precision)
         return stage1_loss(out.logits, labels, out.mask), out.logits
 
@@ -354,6 +371,7 @@ class Stage3(FrozenConvs):
         self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
 
     sampler = staticmethod(triplet_sampler)
+    class_mean_faces: torch.Tensor | None = None  # [K,1,H,W]: pattern_target class_mean
 
     def features(self, images, rows, mirrored, precision) -> torch.Tensor:
         """The frozen EFE's masked features (no classifier: EPMG does not read it)."""
@@ -376,7 +394,8 @@ class Stage3(FrozenConvs):
         features = self.features(images, rows, mirrored, self.precision)
         with self.precision():
             out = as_fp32(self.epmg(features))
-        return stage3_loss(out.embedding, out.logits, out.pattern, images, labels,
+        target = pattern_targets(self.class_mean_faces, images, labels, mirrored)
+        return stage3_loss(out.embedding, out.logits, out.pattern, target, labels,
                            self.weights), out.logits
 
     def predict(self, images, rows=None):
@@ -418,6 +437,30 @@ def mean_grey(images: np.ndarray, rows: np.ndarray, seed: int) -> float:
     total = sum(grayscale(image_batch(images, batch, "cpu")).mean().item() * len(batch)
                 for batch in ordered_batches(sample, EVAL_BATCH))
     return total / max(1, len(sample))
+
+
+def class_mean_faces(data: FoldData, device: torch.device) -> torch.Tensor:
+    """[K,1,H,W] mean grey (0..1) of each class's training images; zeros for a class
+    without any."""
+    rows = data.train_index
+    sums = torch.zeros(data.num_classes, 1, *data.images.shape[1:3], dtype=torch.float64)
+    for batch in ordered_batches(rows, EVAL_BATCH):
+        labels = torch.from_numpy(data.labels[batch])
+        sums.index_add_(0, labels, grayscale(image_batch(data.images, batch, "cpu")).double())
+    counts = torch.bincount(torch.from_numpy(data.labels[rows]), minlength=data.num_classes)
+    return (sums / counts.clamp_min(1)[:, None, None, None]).float().to(device)
+
+
+def pattern_targets(class_faces: torch.Tensor | None, images, labels, mirrored
+                    ) -> torch.Tensor:
+    """What L_pattern pulls each map toward: the input's grey where class_faces is None,
+    else its class's face [K,1,H,W], mirrored where the input is."""
+    if class_faces is None:
+        return grayscale(images)
+    faces = class_faces[labels]
+    if mirrored is None:
+        return faces
+    return torch.where(mirrored.to(faces.device)[:, None, None, None], faces.flip(-1), faces)
 
 
 def round_epochs(epochs: int, rounds: int, round_: int) -> range:
@@ -720,6 +763,8 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
         if hp.compile:
             module.compile()
     runner = STAGES[stage](hp, modules, forward_precision(hp.precision, device))
+    if stage == 3 and hp.pattern_target == "class_mean":
+        runner.class_mean_faces = class_mean_faces(data, device)
     runner.keep_frozen(data, 2 if hp.flip else 1, device, feature_cache_mb,
                        lambda line: log(f"{context}: {line}"))
     train_rows, validation_rows = split_validation(data.train_index, data.subjects,
