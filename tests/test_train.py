@@ -1,5 +1,7 @@
 """The training stages: samplers, freezing, resume, and the stops a user relies on."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,15 @@ from expmap.data.store import PreparedDataset
 from expmap.evaluate import evaluate_fold
 from expmap.feature_cache import FeatureCache
 from expmap.losses import grayscale
-from expmap.train import STAGES, TrainingError, class_mean_faces, pattern_targets, train_stage
+from expmap.model import build_stack
+from expmap.train import (
+    STAGES,
+    Stage3Hyperparameters,
+    TrainingError,
+    class_mean_faces,
+    pattern_targets,
+    train_stage,
+)
 
 WIDTH = 1 / 32
 # The paper's formulation, two epochs (stage_hyperparameters: config.yaml plus a tiny run's)
@@ -349,3 +359,13 @@ def test_shift_moves_each_image_within_the_bound_and_repeats_the_border():
         windows = [(y, x) for y in range(5) for x in range(5)
                    if torch.equal(moved[i], padded[i, :, y:y + 8, x:x + 8])]
         assert len(windows) == 1
+
+
+def test_the_decoder_learns_at_its_own_rate_where_decoder_lr_is_given():
+    modules = build_stack(["efe", "emr", "epmg"], 3, WIDTH)
+    decoder = {id(p) for p in modules["epmg"].decoder.parameters()}
+    for decoder_lr, expected in ((0.05, 0.05), (None, STAGE3["lr"])):
+        hp = Stage3Hyperparameters.from_dict({**STAGE3, "decoder_lr": decoder_lr})
+        groups = STAGES[3](hp, modules, nullcontext).param_groups(hp)
+        assert [g["base_lr"] for g in groups] == [STAGE3["lr"], expected]
+        assert {id(p) for p in groups[1]["params"]} == decoder

@@ -187,6 +187,7 @@ class Stage3Hyperparameters(TripletHyperparameters):
     beta: float
     gamma: float
     decoder_init: str
+    decoder_lr: float | None  # the decoder's learning rate; None: lr
     pattern_target: str  # "input" (the paper's) or "class_mean" (PATTERN_TARGETS)
 
 
@@ -383,7 +384,11 @@ class Stage3(FrozenConvs):
                 return self.efe.masked_from(kept, self.frozen_convs)[1]
 
     def param_groups(self, hp) -> list[dict]:
-        return [{"params": trainable([self.epmg]), "base_lr": hp.lr}]
+        decoder_lr = hp.lr if hp.decoder_lr is None else hp.decoder_lr
+        head = [self.epmg.encoder, self.epmg.classifier]
+        return [{"params": trainable(head), "base_lr": hp.lr},
+                {"params": trainable([self.epmg.decoder]), "lr": decoder_lr,
+                 "base_lr": decoder_lr}]
 
     def train_mode(self):
         self.efe.eval()
