@@ -116,8 +116,17 @@ def test_the_paper_s_formulation_is_one_overlay_away():
                     stage["clipping_scope"]) == ("sgd", "squared", "hardest", "model"), name
         assert (stage2["emr_lr"], stage2["emr_init"]) == (None, "uniform")
         assert stage3["decoder_init"] == "pytorch"
+        assert (stage3["pattern_target"], stage3["decoder_lr"]) == ("input", None)
     assert error_of(lambda c: c["defaults"]["train"]["stage3"].update({"optimizer": "adamw"})) \
         == "defaults.train.stage3.optimizer = 'adamw': must be one of sgd, adam"
+
+
+def test_the_real_faces_recipe_trains_a_folder_from_scratch_on_every_fold():
+    recipe = yaml.safe_load((REPO / "configs/real-faces.yaml").read_text())
+    mine = merged(lambda c: overlay(c, recipe))["datasets"]["mine"]
+    assert (mine["adapter"], mine["options"]["folds"]) == ("imagefolder", 10)
+    assert mine["model"]["weights"] is None and "run_folds" not in mine
+    assert mine["train"]["stage3"]["pattern_target"] == "class_mean"
 
 
 def test_the_paper_s_values_reach_each_benchmark():

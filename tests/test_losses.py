@@ -111,7 +111,7 @@ def test_stage_losses_weigh_their_terms():
     images = torch.rand(6, 3, 224, 224, generator=generator, dtype=torch.float64) * 255
     logits = logits.double()
     w3 = EPMGWeights(lambda4=1e-4, lambda5=40.0, lambda6=1.0, lambda7=0.5, beta=0.2, gamma=0.3)
-    loss = stage3_loss(e, logits, pattern, images, labels, w3)
+    loss = stage3_loss(e, logits, pattern, grayscale(images), labels, w3)
     terms = loss.terms
     # the paper's definition is reported beside the one in use
     torch.testing.assert_close(loss.diagnostics["paper_sim"], terms["sim"])

@@ -1,5 +1,7 @@
 """The training stages: samplers, freezing, resume, and the stops a user relies on."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,12 +9,17 @@ import torch
 from conftest import PAPER, stage_hyperparameters
 
 from expmap.checkpoints import load_checkpoint
+from expmap.data.batches import shifted
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.data.store import PreparedDataset
-from expmap.evaluate import evaluate_fold, expression_prototypes
+from expmap.evaluate import evaluate_fold
 from expmap.interpret import weak_maps_warnings
-from expmap.train import STAGES, TrainingError, train_stage
+from expmap.losses import grayscale
+from expmap.model import build_stack
+from expmap.prototypes import expression_prototypes
+from expmap.train import STAGES, Stage3Hyperparameters, TrainingError, train_stage
 from expmap.train.feature_cache import FeatureCache
+from expmap.train.stages import pattern_targets
 
 WIDTH = 1 / 32
 # The paper's formulation, two epochs (stage_hyperparameters: config.yaml plus a tiny run's)
@@ -344,3 +351,42 @@ def test_running_out_of_memory_is_one_line_that_says_what_to_lower(
     assert f"fold0 stage {stage}: out of memory on cpu (" in message
     assert str(error).split("\n")[0] in message and advice in message
     assert not (tmp_path / f"stage{stage}.pt").exists()
+
+
+def test_class_mean_target_is_the_class_training_face_mirrored_with_the_input(prepared):
+    data = PreparedDataset(prepared).fold("fold0")
+    faces, _ = expression_prototypes(data.images, data.labels, data.train_index,
+                                     data.num_classes)
+    grey = data.images[data.train_index].astype(np.float64) @ [0.299, 0.587, 0.114] / 255
+    for c in range(data.num_classes):
+        expected = grey[data.labels[data.train_index] == c].mean(0)
+        np.testing.assert_allclose(faces[c, 0].numpy(), expected, atol=1e-5)
+    images = torch.rand(2, 3, 224, 224) * 255
+    labels, mirrored = torch.tensor([1, 2]), torch.tensor([False, True])
+    target = pattern_targets(faces, images, labels, mirrored)
+    torch.testing.assert_close(target[0], faces[1])
+    torch.testing.assert_close(target[1], faces[2].flip(-1))
+    torch.testing.assert_close(pattern_targets(None, images, labels, mirrored),
+                               grayscale(images))
+
+
+def test_shift_moves_each_image_within_the_bound_and_repeats_the_border():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert shifted(images, 0, torch.Generator()) is images
+    moved = shifted(images, 2, torch.Generator().manual_seed(0))
+    assert moved.shape == images.shape
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
+    for i in range(2):  # each image is one window of its own padded copy
+        windows = [(y, x) for y in range(5) for x in range(5)
+                   if torch.equal(moved[i], padded[i, :, y:y + 8, x:x + 8])]
+        assert len(windows) == 1
+
+
+def test_the_decoder_learns_at_its_own_rate_where_decoder_lr_is_given():
+    modules = build_stack(["efe", "emr", "epmg"], 3, WIDTH)
+    decoder = {id(p) for p in modules["epmg"].decoder.parameters()}
+    for decoder_lr, expected in ((0.05, 0.05), (None, STAGE3["lr"])):
+        hp = Stage3Hyperparameters.from_dict({**STAGE3, "decoder_lr": decoder_lr})
+        groups = STAGES[3](hp, modules, nullcontext).param_groups(hp)
+        assert [g["base_lr"] for g in groups] == [STAGE3["lr"], expected]
+        assert {id(p) for p in groups[1]["params"]} == decoder

@@ -22,11 +22,9 @@ from expmap.interpret import (
 )
 from expmap.io import atomic_write_csv, atomic_write_json, atomic_write_npz
 from expmap.losses import grayscale
+from expmap.prototypes import expression_prototypes
 
 SAMPLES_PER_CLASS = 8
-# Training images per class whose mean is the prototype: bounds the reading on a large
-# training set (AffectNet's 280,000); the smaller benchmarks' classes use every image.
-PROTOTYPE_IMAGES_PER_CLASS = 500
 HEADS = {"efe_stage1": "stage1", "efe_stage2": "stage2", "epmg": "stage3"}
 
 
@@ -64,23 +62,6 @@ def accuracy_summary(labels: np.ndarray, predictions: np.ndarray, class_names: l
                         None) for c, name in enumerate(class_names)}
     return {"accuracy": float((labels == predictions).mean()) if len(labels) else None,
             "per_class": per_class, "confusion": confusion.tolist()}
-
-
-def expression_prototypes(images: np.ndarray, labels: np.ndarray, rows: np.ndarray,
-                          num_classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The class-mean grey faces [K,1,H,W] in [0,1] of up to PROTOTYPE_IMAGES_PER_CLASS
-    training `rows` per class (a seeded draw), and how many images each mean has [K]
-    (0: a class without training images, whose prototype stays 0)."""
-    generator = np.random.default_rng(seed)
-    drawn = [generator.permutation(rows[labels[rows] == c])[:PROTOTYPE_IMAGES_PER_CLASS]
-             for c in range(num_classes)]
-    chosen = np.sort(np.concatenate(drawn))
-    sums = torch.zeros(num_classes, 1, *images.shape[1:3], dtype=torch.float64)
-    for batch in ordered_batches(chosen, EVAL_BATCH):
-        grey = grayscale(image_batch(images, batch, "cpu"))
-        sums.index_add_(0, torch.from_numpy(labels[batch]), grey.double())
-    counts = torch.tensor([len(d) for d in drawn])
-    return (sums / counts.clamp_min(1).view(-1, 1, 1, 1)).float(), counts
 
 
 def figure_samples(outputs: dict[str, dict], labels: np.ndarray, subjects: np.ndarray,

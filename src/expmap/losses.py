@@ -22,6 +22,9 @@ import torch.nn.functional as F
 DISTANCES = ("squared", "euclidean")
 MININGS = ("hardest", "all")
 PAPER_TRIPLET = {"distance": "squared", "mining": "hardest"}
+# What L_pattern pulls a map toward (stage 3): the paper's is the input's grey face, the
+# person included; "class_mean" (ours) is its class's mean grey training face (docs/SPEC.md).
+PATTERN_TARGETS = ("input", "class_mean")
 
 
 def squared_distances(x: torch.Tensor) -> torch.Tensor:
@@ -180,11 +183,12 @@ def stage2_loss(logits, mask, refined_mask, h, labels, w: EMRWeights) -> StageLo
     return _stage_loss(weighted, terms, diagnostics)
 
 
-def stage3_loss(embedding, logits, pattern, images, labels, w: EPMGWeights) -> StageLoss:
-    """L_EPMG = (l6 L_embed + l7 L_classify) + (l4 L_pattern + l5 L_sim)."""
+def stage3_loss(embedding, logits, pattern, target, labels, w: EPMGWeights) -> StageLoss:
+    """L_EPMG = (l6 L_embed + l7 L_classify) + (l4 L_pattern + l5 L_sim); target [B,1,H,W]
+    is the grey face L_pattern pulls each map toward (the paper's: the input's grey)."""
     embed, embed_diagnostics = _triplet_term("embed", embedding, labels, w.gamma, w.triplets)
     classify = F.cross_entropy(logits, labels)
-    pattern_term = per_sample_squared_error(pattern, grayscale(images))
+    pattern_term = per_sample_squared_error(pattern, target)
     sim, sim_diagnostics = _triplet_term("sim", pattern, labels, w.beta, w.triplets)
     terms = {"embed": embed.loss, "classify": classify, "pattern": pattern_term,
              "sim": sim.loss}

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 EVAL_BATCH = 64  # images per forward pass when nothing is trained (evaluation, accuracy)
 
@@ -27,6 +28,19 @@ def to_device(pixels: torch.Tensor, device: torch.device | str,
         batch = torch.where(flip.to(device).view(-1, 1, 1, 1), batch.flip(3), batch)
     # NHWC in memory, as the modules' weights (train.build_loop): a no-op after the permute
     return batch.contiguous(memory_format=torch.channels_last)
+
+
+def shifted(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image [B,3,H,W] moved by its own random whole-pixel offset in -max_shift..
+    max_shift on each axis, the border pixels repeated into what it uncovers."""
+    if max_shift <= 0:
+        return batch
+    height, width = batch.shape[-2:]
+    padded = F.pad(batch, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (len(batch), 2), generator=generator)
+    moved = torch.stack([padded[i, :, y:y + height, x:x + width]
+                         for i, (y, x) in enumerate(offsets.tolist())])
+    return moved.contiguous(memory_format=torch.channels_last)
 
 
 def image_batch(images: np.ndarray, rows: np.ndarray, device: torch.device | str,

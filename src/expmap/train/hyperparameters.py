@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from expmap.errors import UserError
-from expmap.losses import DISTANCES, MININGS, TripletSettings
+from expmap.losses import DISTANCES, MININGS, PATTERN_TARGETS, TripletSettings
 from expmap.model.emr import EMR_INITS
 from expmap.model.epmg import DECODER_INITS
 
@@ -27,6 +27,7 @@ CHOICES = {
     "decoder_init": DECODER_INITS,
     "precision": ("auto", "fp32", "bf16"),
     "sampler": ("shuffle", "balanced"),
+    "pattern_target": PATTERN_TARGETS,
 }
 
 
@@ -77,6 +78,7 @@ class CommonHyperparameters:
 class Stage1Hyperparameters(CommonHyperparameters):
     batch_size: int
     sampler: str  # "shuffle" (every image once per epoch) or "balanced" (classes equally)
+    shift: int  # random translation of each training image, up to this many pixels; 0: none
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class Stage3Hyperparameters(TripletHyperparameters):
     beta: float
     gamma: float
     decoder_init: str
+    decoder_lr: float | None  # the decoder's learning rate; None: lr
+    pattern_target: str  # "input" (the paper's) or "class_mean" (PATTERN_TARGETS)
 
 
 HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3Hyperparameters}

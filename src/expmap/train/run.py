@@ -19,6 +19,7 @@ from expmap import checkpoints
 from expmap.data.store import PreparedDataset
 from expmap.devices import use_threads
 from expmap.io import atomic_write_csv
+from expmap.prototypes import expression_prototypes
 from expmap.train.hyperparameters import HYPERPARAMETERS, TrainingError
 from expmap.train.initialisation import initial_modules
 from expmap.train.loop import Loop, split_validation
@@ -51,6 +52,9 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
         if hp.compile:
             module.compile()
     runner = STAGES[stage](hp, modules, forward_precision(hp.precision, device))
+    if stage == 3 and hp.pattern_target == "class_mean":
+        runner.class_mean_faces = expression_prototypes(
+            data.images, data.labels, data.train_index, data.num_classes)[0].to(device)
     runner.keep_frozen(data, 2 if hp.flip else 1, device, feature_cache_mb,
                        lambda line: log(f"{context}: {line}"))
     train_rows, validation_rows = split_validation(data.train_index, data.subjects,

@@ -12,10 +12,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from expmap.data.batches import image_batch
+from expmap.data.batches import image_batch, shifted
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.data.store import FoldData
-from expmap.losses import EMRWeights, EPMGWeights, StageLoss, stage1_loss, stage2_loss, stage3_loss
+from expmap.losses import (
+    EMRWeights,
+    EPMGWeights,
+    StageLoss,
+    grayscale,
+    stage1_loss,
+    stage2_loss,
+    stage3_loss,
+)
 from expmap.model import EFE, NUM_CONVS
 from expmap.model.efe import EFEOutput
 from expmap.model.vggface import conv_layers
@@ -89,6 +97,10 @@ class Stage1(FrozenConvs):
                  precision: Callable[[], ContextManager]):
         self.modules, self.precision = modules, precision
         self.efe = modules["efe"]
+        # stage 1's own: a generator seeded once, so a resumed run's shifts differ from an
+        # uninterrupted one's (its flips do not)
+        self.shift = getattr(hp, "shift", 0)
+        self.shifts = torch.Generator().manual_seed(hp.seed)
         # what is clipped and reported: model -> its trainable parts
         self.parts = {"efe": {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
                               "classifier": self.efe.classifier}}
@@ -108,6 +120,8 @@ class Stage1(FrozenConvs):
     # rows and mirrored (the images' store rows, and which are mirrored) find kept frozen
     # activations; a batch built elsewhere (a bench, a test) passes neither
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
+        if self.shift:  # moved images are not the kept ones: nothing is kept in stage 1
+            images, rows = shifted(images, self.shift, self.shifts), None
         out = self.efe_outputs(images, rows, mirrored, self.precision)
         return stage1_loss(out.logits, labels, out.mask), out.logits
 
@@ -168,6 +182,7 @@ class Stage3(FrozenConvs):
         self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
 
     sampler = staticmethod(triplet_sampler)
+    class_mean_faces: torch.Tensor | None = None  # [K,1,H,W]: pattern_target class_mean
 
     def features(self, images, rows, mirrored, precision) -> torch.Tensor:
         """The frozen EFE's masked features (no classifier: EPMG does not read it)."""
@@ -179,7 +194,11 @@ class Stage3(FrozenConvs):
                 return self.efe.masked_from(kept, self.frozen_convs)[1]
 
     def param_groups(self, hp) -> list[dict]:
-        return [{"params": trainable([self.epmg]), "base_lr": hp.lr}]
+        decoder_lr = hp.lr if hp.decoder_lr is None else hp.decoder_lr
+        head = [self.epmg.encoder, self.epmg.classifier]
+        return [{"params": trainable(head), "base_lr": hp.lr},
+                {"params": trainable([self.epmg.decoder]), "lr": decoder_lr,
+                 "base_lr": decoder_lr}]
 
     def train_mode(self):
         self.efe.eval()
@@ -190,7 +209,8 @@ class Stage3(FrozenConvs):
         features = self.features(images, rows, mirrored, self.precision)
         with self.precision():
             out = as_fp32(self.epmg(features))
-        return stage3_loss(out.embedding, out.logits, out.pattern, images, labels,
+        target = pattern_targets(self.class_mean_faces, images, labels, mirrored)
+        return stage3_loss(out.embedding, out.logits, out.pattern, target, labels,
                            self.weights), out.logits
 
     def predict(self, images, rows=None):
@@ -198,6 +218,18 @@ class Stage3(FrozenConvs):
 
 
 STAGES = {1: Stage1, 2: Stage2, 3: Stage3}
+
+
+def pattern_targets(class_faces: torch.Tensor | None, images, labels, mirrored
+                    ) -> torch.Tensor:
+    """What L_pattern pulls each map toward: the input's grey where class_faces is None,
+    else its class's face [K,1,H,W], mirrored where the input is."""
+    if class_faces is None:
+        return grayscale(images)
+    faces = class_faces[labels]
+    if mirrored is None:
+        return faces
+    return torch.where(mirrored.to(faces.device)[:, None, None, None], faces.flip(-1), faces)
 
 
 def trainable(modules) -> list[nn.Parameter]:
