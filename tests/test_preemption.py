@@ -31,7 +31,7 @@ from expmap.checkpoints import load_checkpoint
 
 WIDTH = 1 / 32
 EPOCHS = 5
-HP = stage_hyperparameters(1, epochs=EPOCHS)
+HP = stage_hyperparameters(1, epochs=EPOCHS, shift=8)  # random moves resume too
 TIMING = ["images_per_second", "seconds"]
 
 # The job a child process runs: one stage-1 training of fold0 of the store, one thread.

@@ -111,7 +111,7 @@ def train_one_epoch(loop: Loop, epoch: int) -> tuple[EpochTotals, float]:
     torch.manual_seed(hp.seed * 1_000_003 + 7919 * loop.stage + epoch)  # dropout
     flips = epoch_generator(hp.seed + 1, epoch)
     loop.sampler.set_epoch(epoch)
-    loop.runner.train_mode()
+    loop.runner.train_mode(epoch)
     totals = EpochTotals(loop.device)
     started = last_progress = time.time()
     steps = len(loop.sampler)

@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from expmap.data.batches import image_batch, shifted
-from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
+from expmap.data.sampling import (
+    BalancedBatchSampler,
+    ShuffledBatchSampler,
+    TripletBatchSampler,
+    epoch_generator,
+)
 from expmap.data.store import FoldData
 from expmap.losses import (
     EMRWeights,
@@ -97,10 +102,10 @@ class Stage1(FrozenConvs):
                  precision: Callable[[], ContextManager]):
         self.modules, self.precision = modules, precision
         self.efe = modules["efe"]
-        # stage 1's own: a generator seeded once, so a resumed run's shifts differ from an
-        # uninterrupted one's (its flips do not)
-        self.shift = getattr(hp, "shift", 0)
-        self.shifts = torch.Generator().manual_seed(hp.seed)
+        # stage 1's random moves, seeded per epoch (train_mode) as the flips are, so that a
+        # resumed run moves its images as an unbroken one does
+        self.shift, self.seed = getattr(hp, "shift", 0), hp.seed
+        self.shifts = epoch_generator(hp.seed + 2, 0)
         # what is clipped and reported: model -> its trainable parts
         self.parts = {"efe": {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
                               "classifier": self.efe.classifier}}
@@ -114,8 +119,9 @@ class Stage1(FrozenConvs):
     def param_groups(self, hp) -> list[dict]:
         return [{"params": trainable([self.efe]), "base_lr": hp.lr}]
 
-    def train_mode(self):
+    def train_mode(self, epoch: int = 0):
         self.efe.train()
+        self.shifts = epoch_generator(self.seed + 2, epoch)
 
     # rows and mirrored (the images' store rows, and which are mirrored) find kept frozen
     # activations; a batch built elsewhere (a bench, a test) passes neither
@@ -152,7 +158,7 @@ class Stage2(Stage1):
         return [{"params": trainable([self.efe]), "base_lr": hp.lr},
                 {"params": trainable([self.emr]), "lr": emr_lr, "base_lr": emr_lr}]
 
-    def train_mode(self):
+    def train_mode(self, epoch: int = 0):
         self.efe.train()
         self.emr.train()
 
@@ -200,7 +206,7 @@ class Stage3(FrozenConvs):
                 {"params": trainable([self.epmg.decoder]), "lr": decoder_lr,
                  "base_lr": decoder_lr}]
 
-    def train_mode(self):
+    def train_mode(self, epoch: int = 0):
         self.efe.eval()
         self.emr.eval()
         self.epmg.train()
