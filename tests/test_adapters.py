@@ -15,6 +15,7 @@ from expmap.data.adapters import LayoutError, adapter, missing_data_message
 from expmap.data.adapters import common as common_module
 from expmap.data.adapters.common import Item, prepare_store
 from expmap.data.folds import (
+    balanced_subject_folds,
     consecutive_subject_folds,
     interleaved_subject_folds,
     stratified_folds,
@@ -118,6 +119,21 @@ def test_folds():
     for label, per_fold in ((0, 4), (1, 2)):
         counts = np.bincount([f for f, y in zip(folds, labels, strict=True) if y == label])
         assert (counts == per_fold).all()
+
+
+def test_balanced_subject_folds_spread_a_class_that_consecutive_ids_bunch():
+    # 20 people with one image of each common class; the rare class belongs only to the
+    # last five ids, as CK+'s contempt does: consecutive runs put it in one fold only
+    pairs = [(f"S{i:03d}", label) for i in range(20) for label in (0, 1)]
+    pairs += [(f"S{i:03d}", 2) for i in range(15, 20) for _ in range(3)]
+    consecutive = consecutive_subject_folds((s for s, _ in pairs), 4)
+    assert {consecutive[s] for s, label in pairs if label == 2} == {3}
+    balanced = balanced_subject_folds(pairs, 4)
+    assert balanced == balanced_subject_folds(list(reversed(pairs)), 4)  # order-free
+    for label, images_a_subject in ((0, 1), (1, 1), (2, 3)):
+        counts = np.bincount([balanced[s] for s, y in pairs if y == label], minlength=4)
+        # every fold holds the class, within one subject's images of every other fold
+        assert counts.min() > 0 and np.ptp(counts) <= images_a_subject, (label, counts)
 
 
 # ---------------------------------------------------------------- CK+
@@ -437,7 +453,7 @@ def test_imagefolder_reads_subjects_from_file_names_as_subjects_csv_would(tmp_pa
     sources = build_ck48_style(tmp_path / "ck48")
     report, manifest = prepare("imagefolder", tmp_path / "ck48", tmp_path / "out", folds=3,
                                subject_pattern=r"^(S\d+)_")
-    assert report["grouping"] == "subjects from options.subject_pattern"
+    assert report["grouping"] == "subjects from options.subject_pattern, balanced folds"
     assert sorted(manifest["subject"].unique()) == [f"S{10 + s:03d}" for s in range(6)]
     assert_folds_disjoint_by_subject(manifest)
     assert report["skipped"] == [] and report["warnings"] == []
@@ -451,6 +467,14 @@ def test_imagefolder_reads_subjects_from_file_names_as_subjects_csv_would(tmp_pa
     _, named = prepare("imagefolder", tmp_path / "ck48", tmp_path / "named", folds=3,
                        subject_pattern=r"_(?P<sequence>\d+)_(?P<subject>\d+)\.")
     assert sorted(named["subject"].unique()) == ["00000017", "00000018"]
+    # Consecutive runs of ids on request; a value neither names is one line.
+    _, runs = prepare("imagefolder", tmp_path / "ck48", tmp_path / "runs", folds=3,
+                      subject_pattern=r"^(S\d+)_", subject_folds="consecutive")
+    assert runs.groupby("subject")["split"].first().tolist() == ["fold0"] * 2 + [
+        "fold1"] * 2 + ["fold2"] * 2
+    with pytest.raises(LayoutError, match="options.subject_folds is 'random': use balanced"):
+        prepare("imagefolder", tmp_path / "ck48", tmp_path / "bad", folds=3,
+                subject_pattern=r"^(S\d+)_", subject_folds="random")
 
 
 def test_imagefolder_subject_pattern_mistakes_are_one_line_each(tmp_path):

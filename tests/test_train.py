@@ -9,7 +9,7 @@ import torch
 from conftest import PAPER, stage_hyperparameters
 
 from expmap.checkpoints import load_checkpoint
-from expmap.data.batches import shifted
+from expmap.data.batches import Augmentation, augmented
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.data.store import PreparedDataset
 from expmap.evaluate import evaluate_fold
@@ -372,14 +372,53 @@ def test_class_mean_target_is_the_class_training_face_mirrored_with_the_input(pr
 
 def test_shift_moves_each_image_within_the_bound_and_repeats_the_border():
     images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
-    assert shifted(images, 0, torch.Generator()) is images
-    moved = shifted(images, 2, torch.Generator().manual_seed(0))
+    assert augmented(images, Augmentation(), torch.Generator()) is images
+    moved = augmented(images, Augmentation(shift=2), torch.Generator().manual_seed(0))
     assert moved.shape == images.shape
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
     for i in range(2):  # each image is one window of its own padded copy
         windows = [(y, x) for y in range(5) for x in range(5)
-                   if torch.equal(moved[i], padded[i, :, y:y + 8, x:x + 8])]
+                   if torch.allclose(moved[i], padded[i, :, y:y + 8, x:x + 8], atol=1e-3)]
         assert len(windows) == 1
+
+
+def bright_square(size=64, half=10) -> torch.Tensor:
+    image = torch.zeros(1, 3, size, size)
+    image[..., size // 2 - half:size // 2 + half, size // 2 - half:size // 2 + half] = 255
+    return image
+
+
+def test_turns_and_zooms_keep_the_face_centred_and_scale_it_within_the_bounds():
+    square = bright_square().repeat(8, 1, 1, 1)
+    area = (square[:, 0] > 127).sum((1, 2)).float()
+
+    def centre_and_area(out):
+        mask = (out[:, 0] > 127).float()
+        rows = torch.arange(64.0)
+        centre_y = (mask.sum(2) * rows).sum(1) / mask.sum((1, 2))
+        centre_x = (mask.sum(1) * rows).sum(1) / mask.sum((1, 2))
+        return centre_y, centre_x, mask.sum((1, 2)) / area
+
+    turned = augmented(square, Augmentation(rotate=30), torch.Generator().manual_seed(1))
+    zoomed = augmented(square, Augmentation(zoom=0.2), torch.Generator().manual_seed(1))
+    for out, (low, high) in ((turned, (0.9, 1.1)), (zoomed, (0.8**2 * 0.9, 1.2**2 * 1.1))):
+        centre_y, centre_x, ratio = centre_and_area(out)
+        assert (centre_y - 31.5).abs().max() < 0.6 and (centre_x - 31.5).abs().max() < 0.6
+        assert ((ratio > low) & (ratio < high)).all(), ratio
+        assert len({round(r, 2) for r in ratio.tolist()}) > 1  # a draw per image
+    corners = turned[:, 0, 32 - 10, [22, 41]]  # a turned square leaves its corners
+    assert (corners < 255).any()
+    again = augmented(square, Augmentation(rotate=30), torch.Generator().manual_seed(1))
+    assert torch.equal(turned, again)
+
+
+def test_jitter_scales_contrast_and_brightness_within_the_bound():
+    faces = torch.rand(16, 3, 32, 32) * 100 + 50
+    out = augmented(faces, Augmentation(jitter=0.2), torch.Generator().manual_seed(0))
+    brightness = out.mean((1, 2, 3)) / faces.mean((1, 2, 3))
+    contrast = out.std((1, 2, 3)) / faces.std((1, 2, 3))
+    for factor in (brightness, contrast):
+        assert ((factor > 0.8 - 1e-4) & (factor < 1.2 + 1e-4)).all() and factor.std() > 0.02
 
 
 def test_the_decoder_learns_at_its_own_rate_where_decoder_lr_is_given():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,16 +32,49 @@ def to_device(pixels: torch.Tensor, device: torch.device | str,
     return batch.contiguous(memory_format=torch.channels_last)
 
 
-def shifted(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Each image [B,3,H,W] moved by its own random whole-pixel offset in -max_shift..
-    max_shift on each axis, the border pixels repeated into what it uncovers."""
-    if max_shift <= 0:
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes to each training image, each drawn per image; all zero: none."""
+
+    shift: int = 0  # move by up to this many pixels on each axis (whole pixels)
+    rotate: float = 0.0  # turn by up to this many degrees either way
+    zoom: float = 0.0  # scale by a factor in 1 - zoom .. 1 + zoom
+    jitter: float = 0.0  # contrast and brightness each times a factor in 1 - jitter .. 1 + jitter
+
+    def __bool__(self) -> bool:
+        return any((self.shift, self.rotate, self.zoom, self.jitter))
+
+
+def augmented(batch: torch.Tensor, augmentation: Augmentation,
+              generator: torch.Generator) -> torch.Tensor:
+    """Each image [B,3,H,W] (0..255) moved, turned and scaled about its centre, the border
+    pixels repeated into what it uncovers, then its contrast and brightness changed; one
+    random draw per image and change, from `generator`."""
+    if not augmentation:
         return batch
-    height, width = batch.shape[-2:]
-    padded = F.pad(batch, (max_shift,) * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * max_shift + 1, (len(batch), 2), generator=generator)
-    moved = torch.stack([padded[i, :, y:y + height, x:x + width]
-                         for i, (y, x) in enumerate(offsets.tolist())])
+    n, _, height, width = batch.shape
+
+    def uniform(bound: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+
+    offsets = torch.randint(-augmentation.shift, augmentation.shift + 1, (n, 2),
+                            generator=generator).double()
+    angle = uniform(math.radians(augmentation.rotate))
+    scale = 1 + uniform(augmentation.zoom)
+    contrast, brightness = 1 + uniform(augmentation.jitter), 1 + uniform(augmentation.jitter)
+    # output -> input coordinates, in grid_sample's -1..1 units of each axis
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin * height / width, 2 * offsets[:, 1] / width], 1),
+                         torch.stack([sin * width / height, cos, 2 * offsets[:, 0] / height], 1)],
+                        1).to(batch.dtype)
+    grid = F.affine_grid(theta.to(batch.device), list(batch.shape), align_corners=False)
+    moved = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border",
+                          align_corners=False)
+    if augmentation.jitter:
+        mean = moved.mean(dim=(1, 2, 3), keepdim=True)
+        factors = [f.to(batch.device, batch.dtype).view(n, 1, 1, 1)
+                   for f in (contrast, brightness)]
+        moved = ((moved - mean) * factors[0] + mean * factors[1]).clamp(0, 255)
     return moved.contiguous(memory_format=torch.channels_last)
 
 

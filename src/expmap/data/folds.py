@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 
 def fold_name(fold: int) -> str:
@@ -51,4 +54,37 @@ def stratified_folds(labels: Sequence[int], folds: int, seed: int = 0) -> list[i
         for rank, position in enumerate(members):
             assigned[position] = (offset + rank) % folds
         offset = (offset + len(members)) % folds
+    return assigned
+
+
+def balanced_subject_folds(subject_labels: Iterable[tuple[str, int]], folds: int
+                           ) -> dict[str, int]:
+    """Each subject -> a fold such that every class is spread over the folds as evenly as
+    whole subjects allow (a stratified group k-fold, for a folder whose subject ids say
+    nothing of its classes: runs of consecutive ids can put a class in one fold only).
+
+    Subjects are placed one at a time, those whose images are most one class first; each
+    goes to the fold that leaves the classes' shares of the folds least uneven (the mean over
+    classes of the standard deviation over folds), ties to the fold with fewest images, then
+    the first. No randomness: the same subjects and labels always give the same folds."""
+    counts: dict[str, Counter] = {}
+    for subject, label in subject_labels:
+        counts.setdefault(subject, Counter())[label] += 1
+    classes = sorted({label for c in counts.values() for label in c})
+    subjects = sorted_subjects(counts)
+    vectors = np.array([[counts[s][k] for k in classes] for s in subjects], dtype=float)
+    shares = vectors / vectors.sum(axis=0)  # each subject's share of each class
+    order = sorted(range(len(subjects)), key=lambda i: -vectors[i].std())  # stable: ids
+    per_fold = np.zeros((folds, len(classes)))
+    sizes = np.zeros(folds)
+    assigned: dict[str, int] = {}
+    for i in order:
+        # trial[f]: the folds' class shares were subject i put in fold f
+        trial = np.repeat(per_fold[None], folds, axis=0)
+        trial[np.arange(folds), np.arange(folds)] += shares[i]
+        unevenness = trial.std(axis=1).mean(axis=1)
+        best = min(range(folds), key=lambda f: (round(unevenness[f], 12), sizes[f], f))
+        per_fold[best] += shares[i]
+        sizes[best] += vectors[i].sum()
+        assigned[subjects[i]] = best
     return assigned

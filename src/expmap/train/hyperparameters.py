@@ -79,6 +79,9 @@ class Stage1Hyperparameters(CommonHyperparameters):
     batch_size: int
     sampler: str  # "shuffle" (every image once per epoch) or "balanced" (classes equally)
     shift: int  # random translation of each training image, up to this many pixels; 0: none
+    rotate: float  # random turn of each training image, up to this many degrees; 0: none
+    zoom: float  # random scale of each training image in 1 -/+ zoom; 0: none
+    jitter: float  # random contrast and brightness factors in 1 -/+ jitter; 0: none
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
+from dataclasses import fields
 
 import numpy as np
 import torch
 from torch import nn
 
-from expmap.data.batches import image_batch, shifted
+from expmap.data.batches import Augmentation, augmented, image_batch
 from expmap.data.sampling import (
     BalancedBatchSampler,
     ShuffledBatchSampler,
@@ -103,9 +104,11 @@ class Stage1(FrozenConvs):
         self.modules, self.precision = modules, precision
         self.efe = modules["efe"]
         # stage 1's random moves, seeded per epoch (train_mode) as the flips are, so that a
-        # resumed run moves its images as an unbroken one does
-        self.shift, self.seed = getattr(hp, "shift", 0), hp.seed
-        self.shifts = epoch_generator(hp.seed + 2, 0)
+        # resumed run moves its images as an unbroken one does; stage 2 has none
+        self.augmentation = Augmentation(**{field.name: getattr(hp, field.name, 0)
+                                            for field in fields(Augmentation)})
+        self.seed = hp.seed
+        self.draws = epoch_generator(hp.seed + 2, 0)
         # what is clipped and reported: model -> its trainable parts
         self.parts = {"efe": {"backbone": self.efe.features, "mask_net": self.efe.mask_net,
                               "classifier": self.efe.classifier}}
@@ -121,13 +124,13 @@ class Stage1(FrozenConvs):
 
     def train_mode(self, epoch: int = 0):
         self.efe.train()
-        self.shifts = epoch_generator(self.seed + 2, epoch)
+        self.draws = epoch_generator(self.seed + 2, epoch)
 
     # rows and mirrored (the images' store rows, and which are mirrored) find kept frozen
     # activations; a batch built elsewhere (a bench, a test) passes neither
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
-        if self.shift:  # moved images are not the kept ones: nothing is kept in stage 1
-            images, rows = shifted(images, self.shift, self.shifts), None
+        if self.augmentation:  # changed images are not the kept ones: nothing is kept
+            images, rows = augmented(images, self.augmentation, self.draws), None
         out = self.efe_outputs(images, rows, mirrored, self.precision)
         return stage1_loss(out.logits, labels, out.mask), out.logits
 

@@ -7,8 +7,9 @@ Each image's subject comes from one of two places, or from neither:
   the folders): the subject is its group named `subject`, else its group 1, else the
   whole match. `^(S\d+)_` reads S010 from CK+48's S010_004_00000017.png.
 Both at once is refused (they could disagree). With either, the folds keep each subject's
-images together (runs of consecutive subjects), and an image without a subject is left
-out and listed under skipped, with a warning; without, the folds are stratified by class.
+images together (options.subject_folds says how subjects are dealt out), and an image
+without a subject is left out and listed under skipped, with a warning; without, the
+folds are stratified by class.
 
 Options (config `datasets.<name>`, adapter imagefolder):
   classes: null          class order; default the class folders' names, sorted. A list
@@ -17,6 +18,9 @@ Options (config `datasets.<name>`, adapter imagefolder):
   folds: 10              number of folds
   seed: 0                seed of the stratified folds
   subject_pattern: null  regular expression giving the subject from the file name (above)
+  subject_folds: balanced  how named subjects are dealt to folds: balanced (every class
+                         spread over the folds as evenly as whole subjects allow) or
+                         consecutive (runs of consecutive subject ids, as Oulu-CASIA's)
   detect_faces: false    true: cut the face out with OpenCV's detector (extra `faces`),
                          centred crop where none is found; false: centred square crop
 """
@@ -41,7 +45,12 @@ from expmap.data.adapters.common import (
     prepare_store,
     subfolders,
 )
-from expmap.data.folds import consecutive_subject_folds, fold_name, stratified_folds
+from expmap.data.folds import (
+    balanced_subject_folds,
+    consecutive_subject_folds,
+    fold_name,
+    stratified_folds,
+)
 
 NAME = "imagefolder"
 LAYOUT = "one folder per class holding its images (<root>/<class>/<image>), optional subjects.csv"
@@ -146,10 +155,16 @@ def fold_by_subject(root: Path, options: dict, listed: list[tuple[str, int]], n_
                 f"as {skipped[0].source}): left out, listed under skipped"] if skipped else []
     listed = [(source, label, subject)
               for (source, label), subject in zip(listed, subjects, strict=True) if subject]
-    by_subject = consecutive_subject_folds((subject for *_, subject in listed), n_folds)
+    dealt = option(options, "subject_folds", "balanced")
+    if dealt == "consecutive":
+        by_subject = consecutive_subject_folds((subject for *_, subject in listed), n_folds)
+    elif dealt == "balanced":
+        by_subject = balanced_subject_folds(((s, label) for _, label, s in listed), n_folds)
+    else:
+        raise LayoutError(f"options.subject_folds is '{dealt}': use balanced or consecutive")
     folds = [by_subject[subject] for *_, subject in listed]
-    return listed, folds, {"grouping": f"subjects from {origin}", "skipped": skipped,
-                           "warnings": warnings}
+    return listed, folds, {"grouping": f"subjects from {origin}, {dealt} folds",
+                           "skipped": skipped, "warnings": warnings}
 
 
 def prepare(options: dict, root: Path, out: Path, threads: int, log) -> dict:
