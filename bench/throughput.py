@@ -206,9 +206,10 @@ def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | No
     model = {"width": args.width, "weights": None}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    loop, width = build_loop(stage, HYPERPARAMETERS[stage].from_dict(hp), store, "fold0", init,
-                             model if stage == 1 else None, device, log=lambda line: None,
-                             feature_cache_mb=args.feature_cache_mb)
+    loop, architecture = build_loop(stage, HYPERPARAMETERS[stage].from_dict(hp), store, "fold0",
+                                    init, model if stage == 1 else None, device,
+                                    log=lambda line: None,
+                                    feature_cache_mb=args.feature_cache_mb)
     images, labels = resident_batch(loop)
     measured = rates(loop, images, labels, args.rounds)
     loop_images = measured["loop_images_per_s"]
@@ -219,7 +220,8 @@ def measure_stage(stage: int, args, defaults: dict, store: Path, init: dict | No
                "mfu": loop_images * flops / peak if peak else None,
                "batch": len(labels)}
     checkpoint = checkpoints.make_checkpoint(stage, loop.runner.modules,
-                                             loop.data.class_names, width, {}, run_id="bench",
+                                             loop.data.class_names, architecture, {},
+                                             run_id="bench",
                                              preparation=loop.data.preparation)
     return figures, checkpoint
 

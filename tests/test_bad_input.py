@@ -307,6 +307,16 @@ def test_weights_with_wrong_keys_end_the_job_with_one_line(synthetic_run, tmp_pa
     assert_nothing_written(synthetic_run)
 
 
+def test_batch_norm_with_pretrained_weights_ends_the_job_with_one_line(synthetic_run, tmp_path):
+    weights = tmp_path / "vgg_face_dag.pth"
+    torch.save({"conv1_1.weight": torch.zeros(1)}, weights)
+    result = train_stage1(synthetic_run, {"model": {"weights": str(weights),
+                                                    "batch_norm": True}})
+    job_error(result, f"error: {weights}: pretrained VGG-16 weights have no batch norm",
+              "set model.batch_norm: false to load them, or weights: null")
+    assert_nothing_written(synthetic_run)
+
+
 class RunsCode:
     """Unpickling this runs a shell command (as a hostile weights file would)."""
 

@@ -41,7 +41,7 @@ def test_every_stage_of_every_dataset_has_each_of_its_keys():
     for name, dataset in merged()["datasets"].items():
         for stage in cfg.STAGES:
             assert sorted(dataset["train"][f"stage{stage}"]) == keys[stage], (name, stage)
-        assert set(dataset["model"]) == {"width", "weights"}
+        assert set(dataset["model"]) == {"width", "weights", "batch_norm"}
 
 
 def test_stage_keys_are_the_training_library_s():

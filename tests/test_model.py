@@ -36,8 +36,9 @@ def test_width_scales_every_conv_and_fc():
     assert narrow.classifier[0].out_features == 256 and narrow.classifier[3].out_features == 256
 
 
-def test_the_efe_continues_from_the_activations_of_its_first_convs():
-    efe = EFE(num_classes=3, width=1 / 16).eval()
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_the_efe_continues_from_the_activations_of_its_first_convs(batch_norm):
+    efe = EFE(num_classes=3, width=1 / 16, batch_norm=batch_norm).eval()
     images = torch.rand(2, 3, 224, 224) * 255
     whole = efe(images)
     for convs in (0, 1, 2, 5, 12, 13):
@@ -159,6 +160,8 @@ def test_unknown_layout_and_narrow_model_refused(tmp_path):
     torch.save(vgg_face_dag_state(), path)
     with pytest.raises(WeightsError, match="conv1_1.weight has shape"):
         EFE(7, 1 / 16).load_backbone(str(path))
+    with pytest.raises(WeightsError, match="no batch norm; set model.batch_norm: false"):
+        EFE(7, 1 / 16, batch_norm=True).load_backbone(str(path))
 
 
 class Exploit:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import PAPER, stage_hyperparameters
 
-from expmap.checkpoints import load_checkpoint
+from expmap.checkpoints import build_modules, load_checkpoint
 from expmap.data.batches import Augmentation, augmented
 from expmap.data.sampling import BalancedBatchSampler, ShuffledBatchSampler, TripletBatchSampler
 from expmap.data.store import PreparedDataset
@@ -26,11 +26,12 @@ WIDTH = 1 / 32
 STAGE1, STAGE2, STAGE3 = (stage_hyperparameters(stage, PAPER, epochs=2) for stage in (1, 2, 3))
 
 
-def run(stage, hp, prepared, out, init=None, log=lambda line: None, feature_cache_mb=0):
+def run(stage, hp, prepared, out, init=None, log=lambda line: None, feature_cache_mb=0,
+        batch_norm=False):
+    model = {"width": WIDTH, "weights": None, "batch_norm": batch_norm}
     train_stage(stage, hp, prepared, "fold0", out / f"stage{stage}.pt",
                 out / f"stage{stage}.csv", out / f"state{stage}", init=init,
-                model={"width": WIDTH, "weights": None} if stage == 1 else None, log=log,
-                feature_cache_mb=feature_cache_mb)
+                model=model if stage == 1 else None, log=log, feature_cache_mb=feature_cache_mb)
     return out / f"stage{stage}.pt"
 
 
@@ -127,6 +128,32 @@ def test_freezing_leaves_exactly_the_frozen_parameters(prepared, stage1, tmp_pat
     stage2 = load_checkpoint(stage2)
     for module in ("efe", "emr"):
         assert not changed(stage2["modules"][module], stage3["modules"][module])
+
+
+def test_batch_norms_train_with_their_convs_and_stay_frozen_with_them(prepared, tmp_path):
+    """From scratch with batch norms: stage 2's frozen convs keep their norms' weights and
+    statistics too (what they compute is kept and read back), the others train; stage 3
+    leaves the EFE as it was, and every checkpoint rebuilds the same model."""
+    stage1 = run(1, STAGE1, prepared, tmp_path, batch_norm=True)
+    before = load_checkpoint(stage1)
+    assert before["batch_norm"] and isinstance(build_modules(before)["efe"].features[1],
+                                               torch.nn.BatchNorm2d)
+    hp = {**STAGE2, "frozen_convs": 5, "epochs": 1, "iterations": 1}
+    stage2 = run(2, hp, prepared, tmp_path, init=stage1)
+    after = load_checkpoint(stage2)
+    # torchvision's vgg16_bn layout: conv, norm, ReLU (+ max-pool after convs 2, 4, 7, 10)
+    first_five = {f"features.{i + offset}.{kind}" for i in (0, 3, 7, 10, 14)
+                  for offset, kinds in ((0, ("weight", "bias")),
+                                        (1, ("weight", "bias", "running_mean", "running_var",
+                                             "num_batches_tracked")))
+                  for kind in kinds}
+    assert first_five <= set(before["modules"]["efe"])
+    assert changed(before["modules"]["efe"], after["modules"]["efe"]) == (
+        set(before["modules"]["efe"]) - first_five - {"input_mean", "input_std"})
+    stage3 = load_checkpoint(run(3, {**STAGE3, "epochs": 1, "iterations": 1}, prepared,
+                                 tmp_path, init=stage2))
+    assert not changed(after["modules"]["efe"], stage3["modules"]["efe"])
+    assert stage3["batch_norm"]
 
 
 class Interrupt(Exception):

@@ -45,14 +45,15 @@ def build_modules(checkpoint: dict, selected_on_validation: bool = False
     its last epoch, or of the epoch chosen on validation where one was held out."""
     states = (checkpoint["selected_on_validation"]["modules"] if selected_on_validation
               else checkpoint["modules"])
-    modules = build_stack(states, checkpoint["num_classes"], checkpoint["width"])
+    modules = build_stack(states, checkpoint["num_classes"], checkpoint["width"],
+                          batch_norm=checkpoint.get("batch_norm", False))
     for name, module in modules.items():
         module.load_state_dict(states[name])
     return modules
 
 
 def make_checkpoint(stage: int, modules: dict[str, torch.nn.Module], class_names: list[str],
-                    width: float, hyperparameters: dict, run_id: str,
+                    architecture: dict, hyperparameters: dict, run_id: str,
                     preparation: dict) -> dict:
     """preparation: how the training faces were prepared (the store's record), which
     `expmap predict` repeats on a photo."""
@@ -60,7 +61,8 @@ def make_checkpoint(stage: int, modules: dict[str, torch.nn.Module], class_names
         "format": FORMAT,
         "stage": stage,
         "num_classes": len(class_names),
-        "width": width,
+        "width": architecture["width"],
+        "batch_norm": architecture["batch_norm"],
         "class_names": list(class_names),
         "modules": {name: m.state_dict() for name, m in modules.items()},
         "hyperparameters": hyperparameters,

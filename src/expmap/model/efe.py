@@ -15,6 +15,7 @@ from expmap.model.vggface import (
     SCRATCH_STD,
     VGG_FACE_MEAN,
     VGG_FACE_STD,
+    WeightsError,
     backbone_state,
     read_weights,
     scaled_width,
@@ -34,13 +35,16 @@ class EFE(nn.Module):
 
     The input normalisation is a pair of buffers, so it travels with the weights in every
     checkpoint: VGG-Face's or ImageNet's when those weights are loaded, unit scale otherwise.
+    batch_norm puts a BatchNorm2d after every conv: from scratch only (VGG-Face has none).
     """
 
-    def __init__(self, num_classes: int, width: float = 1.0, dropout: float = 0.5):
+    def __init__(self, num_classes: int, width: float = 1.0, dropout: float = 0.5,
+                 batch_norm: bool = False):
         super().__init__()
         self.num_classes = num_classes
         self.width = width
-        self.features = vgg16_features(width)
+        self.batch_norm = batch_norm
+        self.features = vgg16_features(width, batch_norm)
         channels = scaled_width(512, width)
         hidden = scaled_width(4096, width)
         self.channels = channels
@@ -72,6 +76,9 @@ class EFE(nn.Module):
 
     def load_backbone(self, path: str) -> str:
         """Load VGG-Face (vgg_face_dag.pth) or torchvision vgg16 weights; returns the layout."""
+        if self.batch_norm:
+            raise WeightsError(f"{path}: pretrained VGG-16 weights have no batch norm; set "
+                               "model.batch_norm: false to load them, or weights: null")
         layout, mapped = backbone_state(read_weights(path), self.features, self.classifier,
                                         str(path))
         own = self.state_dict()
@@ -88,7 +95,12 @@ class EFE(nn.Module):
         return self.outputs(self.features(self.normalised(images)))
 
     def normalised(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.input_mean) / self.input_std
+        normalised = (images - self.input_mean) / self.input_std
+        if self.batch_norm and normalised.device.type == "cpu":
+            # a CPU's bf16 batch norm is slow on channels_last: a training step of the
+            # 1/8-wide VGG ran 88 images/s on this layout against 64 (bench-style, 2 threads)
+            return normalised.contiguous()
+        return normalised
 
     def masked(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mask, masked features) of the backbone's last activations."""
@@ -100,11 +112,13 @@ class EFE(nn.Module):
         return EFEOutput(mask, masked, self.classifier(masked.flatten(1)))
 
     def split(self, convs: int) -> int:
-        """Index in `features` just past the `convs`-th conv, its ReLU and a max-pool that
-        follows (parameter-free, and it quarters what a kept prefix output takes)."""
+        """Index in `features` just past the `convs`-th conv, its batch norm and ReLU, and a
+        max-pool that follows (parameter-free, and it quarters what a kept prefix output
+        takes)."""
         if convs == 0:
             return 0
-        end = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)][convs - 1] + 2
+        relus = [i for i, m in enumerate(self.features) if isinstance(m, nn.ReLU)]
+        end = relus[convs - 1] + 1
         if end < len(self.features) and isinstance(self.features[end], nn.MaxPool2d):
             end += 1
         return end

@@ -45,9 +45,11 @@ def scaled_width(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-def vgg16_features(width: float) -> nn.Sequential:
+def vgg16_features(width: float, batch_norm: bool = False) -> nn.Sequential:
+    """VGG-16's 13 convs and 5 max-pools; with batch_norm a BatchNorm2d after each conv
+    (torchvision's vgg16_bn layout), for training from scratch only."""
     layout = [v if v == "M" else scaled_width(v, width) for v in VGG16_LAYOUT]
-    return make_layers(layout, batch_norm=False)
+    return make_layers(layout, batch_norm=batch_norm)
 
 
 def conv_layers(features: nn.Sequential) -> list[nn.Conv2d]:

@@ -37,7 +37,7 @@ def expected_init(stage: int, round_: int) -> int | None:
 
 def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: dict | None,
                     round_: int, log: Callable[[str], None]
-                    ) -> tuple[dict[str, nn.Module], float]:
+                    ) -> tuple[dict[str, nn.Module], dict]:
     """The modules stage `stage` trains or uses, with those the checkpoint `init` holds:
     stage 1 of the first round builds EFE (loading VGG-Face weights when given); later
     stages load the checkpoint and start afresh only the module they add."""
@@ -48,10 +48,14 @@ def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: di
                             + (f"a stage-{wanted} checkpoint" if wanted else "no checkpoint")
                             + (f", got a stage-{found} one" if found else ", got none"))
     held = init["modules"] if init else {}
-    width = float((model or {}).get("width", 1.0)) if init is None else init["width"]
+    architecture = ({"width": float((model or {}).get("width", 1.0)),
+                     "batch_norm": bool((model or {}).get("batch_norm", False))}
+                    if init is None else
+                    {"width": init["width"], "batch_norm": init.get("batch_norm", False)})
     names = [name for name in STACK if name in held or name in STACK[:stage]]
-    modules = build_stack(names, data.num_classes, width,
-                          emr_init=getattr(hp, "emr_init", "uniform"))
+    modules = build_stack(names, data.num_classes, architecture["width"],
+                          emr_init=getattr(hp, "emr_init", "uniform"),
+                          batch_norm=architecture["batch_norm"])
     for name, state in held.items():
         modules[name].load_state_dict(state)
     if init is None:
@@ -61,7 +65,7 @@ def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: di
         modules["epmg"].init_decoder(hp.decoder_init, grey)
         log(f"decoder init {hp.decoder_init}: output bias at the training images' mean "
             f"grey {grey:.3f}")
-    return modules, width
+    return modules, architecture
 
 
 def load_backbone(efe: EFE, weights: str | None, log: Callable[[str], None]) -> None:

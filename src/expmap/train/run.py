@@ -37,15 +37,15 @@ def round_epochs(epochs: int, rounds: int, round_: int) -> range:
 
 def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None,
                model: dict | None, device: torch.device, log, round_: int = 1,
-               feature_cache_mb: float = 0) -> tuple[Loop, float]:
-    """The stage's modules, optimizer, sampler and data; and the model's width. Stages 2
+               feature_cache_mb: float = 0) -> tuple[Loop, dict]:
+    """The stage's modules, optimizer, sampler and data; and the model's architecture. Stages 2
     and 3 keep their frozen convs' activations where they take at most `feature_cache_mb`."""
     data = PreparedDataset(prepared).fold(fold)
     context = (f"{Path(prepared).parent.name} {fold} stage {stage}"
                + (f" round {round_}/{hp.rounds}" if hp.rounds > 1 else ""))
     torch.manual_seed(hp.seed * 1_000_003 + stage)  # the new modules' initial weights
-    modules, width = initial_modules(stage, hp, data, model, init_checkpoint, round_,
-                                     lambda line: log(f"{context}: {line}"))
+    modules, architecture = initial_modules(stage, hp, data, model, init_checkpoint, round_,
+                                            lambda line: log(f"{context}: {line}"))
     for module in modules.values():
         # channels_last: the convolutions' fast layout on GPUs and, measured, on CPUs too
         module.to(device, memory_format=torch.channels_last)
@@ -70,7 +70,7 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
         + (", compiled" if hp.compile else ""))
     name, why = resolve_precision(hp.precision, device)
     log(f"{loop.context}: {name} forward passes; {why}")
-    return loop, width
+    return loop, architecture
 
 
 def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
@@ -92,12 +92,12 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
              else f"t (images per class in a step) or feature_cache_mb (now {feature_cache_mb:g})")
     with memory_advice(f"{Path(prepared).parent.name} {fold} stage {stage}", device, lower,
                        state_dir):
-        loop, width = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
+        loop, architecture = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
                                  torch.device(device), log, round_, feature_cache_mb)
         key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
         rows, selected = train_epochs(loop, key, round_epochs(hp.epochs, hp.rounds, round_),
                                       Path(state_dir))
-        finish(stage, hp, loop, rows, selected, init_checkpoint, model, width, checkpoint,
+        finish(stage, hp, loop, rows, selected, init_checkpoint, model, architecture, checkpoint,
                metrics)
     shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -120,7 +120,7 @@ def memory_advice(context: str, device: str, lower: str, state_dir) -> Iterator[
 
 
 def finish(stage: int, hp, loop: Loop, rows: list[dict], selected: dict | None,
-           init_checkpoint: dict | None, model: dict | None, width: float,
+           init_checkpoint: dict | None, model: dict | None, architecture: dict,
            checkpoint, metrics) -> None:
     """Write the stage's checkpoint and metrics CSV."""
     if not rows:
@@ -133,7 +133,7 @@ def finish(stage: int, hp, loop: Loop, rows: list[dict], selected: dict | None,
     metric_rows = dict(init_checkpoint.get("metrics", {})) if init_checkpoint else {}
     metric_rows[f"stage{stage}"] = metric_rows.get(f"stage{stage}", []) + rows
     final = checkpoints.make_checkpoint(stage, loop.runner.modules, loop.data.class_names,
-                                        width, history, run_id=uuid.uuid4().hex,
+                                        architecture, history, run_id=uuid.uuid4().hex,
                                         preparation=loop.data.preparation)
     final["metrics"] = metric_rows
     if selected is not None:  # the next stage starts from the last epoch, as without it

@@ -32,7 +32,6 @@ from expmap.losses import (
 )
 from expmap.model import EFE, NUM_CONVS
 from expmap.model.efe import EFEOutput
-from expmap.model.vggface import conv_layers
 from expmap.train.feature_cache import FeatureCache
 from expmap.train.hyperparameters import (
     Stage1Hyperparameters,
@@ -150,8 +149,9 @@ class Stage2(Stage1):
         self.margins = {"h": ("alpha", hp.alpha)}
         if not 0 <= hp.frozen_convs <= NUM_CONVS:
             raise TrainingError(f"frozen_convs must lie in 0..{NUM_CONVS}, not {hp.frozen_convs}")
-        for conv in conv_layers(self.efe.features)[: hp.frozen_convs]:
-            conv.requires_grad_(False)
+        self.frozen = self.efe.features[: self.efe.split(hp.frozen_convs)]  # shared modules
+        self.frozen.requires_grad_(False)
+        self.frozen.eval()  # from the first kept activation on (keep_frozen's probe)
         self.frozen_convs = hp.frozen_convs
 
     sampler = staticmethod(triplet_sampler)
@@ -163,6 +163,7 @@ class Stage2(Stage1):
 
     def train_mode(self, epoch: int = 0):
         self.efe.train()
+        self.frozen.eval()  # frozen batch norms keep their statistics, so kept activations hold
         self.emr.train()
 
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
@@ -181,8 +182,8 @@ class Stage3(FrozenConvs):
                  precision: Callable[[], ContextManager]):
         self.modules, self.precision = modules, precision
         self.efe, self.emr, self.epmg = modules["efe"], modules["emr"], modules["epmg"]
-        self.efe.requires_grad_(False)
-        self.emr.requires_grad_(False)
+        self.efe.requires_grad_(False).eval()  # from the first kept activation on
+        self.emr.requires_grad_(False).eval()
         self.parts = {"epmg": {"encoder": self.epmg.encoder,
                                "classifier": self.epmg.classifier,
                                "decoder": self.epmg.decoder}}
