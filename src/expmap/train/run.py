@@ -93,7 +93,7 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
     with memory_advice(f"{Path(prepared).parent.name} {fold} stage {stage}", device, lower,
                        state_dir):
         loop, architecture = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
-                                 torch.device(device), log, round_, feature_cache_mb)
+                                        torch.device(device), log, round_, feature_cache_mb)
         key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
         rows, selected = train_epochs(loop, key, round_epochs(hp.epochs, hp.rounds, round_),
                                       Path(state_dir))
