@@ -39,14 +39,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
+def architecture(checkpoint: dict) -> dict:
+    """{width, batch_norm} of the model a checkpoint holds (older ones: no batch norm)."""
+    return {"width": checkpoint["width"], "batch_norm": checkpoint.get("batch_norm", False)}
+
+
 def build_modules(checkpoint: dict, selected_on_validation: bool = False
                   ) -> dict[str, torch.nn.Module]:
     """The modules a checkpoint holds (efe, and emr/epmg from the stages that made them): of
     its last epoch, or of the epoch chosen on validation where one was held out."""
     states = (checkpoint["selected_on_validation"]["modules"] if selected_on_validation
               else checkpoint["modules"])
-    modules = build_stack(states, checkpoint["num_classes"], checkpoint["width"],
-                          batch_norm=checkpoint.get("batch_norm", False))
+    shape = architecture(checkpoint)
+    modules = build_stack(states, checkpoint["num_classes"], shape["width"],
+                          batch_norm=shape["batch_norm"])
     for name, module in modules.items():
         module.load_state_dict(states[name])
     return modules

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from torch import nn
 
+from expmap import checkpoints
 from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches
 from expmap.data.store import FoldData
 from expmap.losses import grayscale
@@ -50,8 +51,7 @@ def initial_modules(stage: int, hp, data: FoldData, model: dict | None, init: di
     held = init["modules"] if init else {}
     architecture = ({"width": float((model or {}).get("width", 1.0)),
                      "batch_norm": bool((model or {}).get("batch_norm", False))}
-                    if init is None else
-                    {"width": init["width"], "batch_norm": init.get("batch_norm", False)})
+                    if init is None else checkpoints.architecture(init))
     names = [name for name in STACK if name in held or name in STACK[:stage]]
     modules = build_stack(names, data.num_classes, architecture["width"],
                           emr_init=getattr(hp, "emr_init", "uniform"),
