@@ -151,6 +151,39 @@ def test_a_subject_pattern_that_reads_no_subject_is_refused(tmp_path, pattern, p
     assert files_under(tmp_path / "results/mine/prepared") == []
 
 
+def test_braces_in_configured_text_are_never_read_as_wildcards(tmp_path):
+    """A `{n}` quantifier in subject_pattern, a root path and a class folder with braces: the
+    prepare job reads the subjects, and a dry run plans every job after it."""
+    root = tmp_path / "faces{2024}"
+    for name in ("happy", "sad{1}"):
+        for subject in ("AB", "CD", "EF"):
+            image(root / name / f"{subject}.HA1.12.png", noise(len(subject + name)))
+    overlays = case(tmp_path, no_weights(["mine"], {"mine": {
+        "root": str(root), "options": {"folds": 3, "subject_pattern": r"^([A-Z]{2})\."}}}))
+    result = snakemake(tmp_path, "results/mine/prepared/manifest.csv", overlays=overlays)
+    assert result.returncode == 0, console(result)[-3000:]
+    manifest = pd.read_csv(tmp_path / "results/mine/prepared/manifest.csv")
+    assert sorted(set(manifest["subject"])) == ["AB", "CD", "EF"]
+    assert sorted(set(manifest["label_name"])) == ["happy", "sad{1}"]
+
+    result = snakemake(tmp_path, "-n", overlays=overlays)
+    assert result.returncode == 0, console(result)[-3000:]
+    planned = console(result)
+    for rule in ("train_stage1", "train_stage3", "evaluate", "tables", "figures"):
+        assert f"rule {rule}:" in planned, planned[-3000:]
+
+
+def test_a_weights_path_with_braces_stops_the_run_with_one_line(tmp_path):
+    weights = tmp_path / "vgg{face}.pth"
+    weights.write_bytes(b"")
+    result = snakemake(tmp_path, "-n", overlays=case(tmp_path, {
+        "datasets": {"synthetic": {"model": {"weights": str(weights)}}}}))
+    [line] = startup_lines(result)
+    assert line.startswith(
+        f"datasets.synthetic.model.weights = {weights}: a weights path cannot hold")
+    assert "move or link the file to a path without braces" in line
+
+
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     """One Snakemake run preparing four datasets whose raw data holds bad labels and odd

@@ -57,19 +57,32 @@ def startup_problems():
             data.append(
                 missing_data_message(name, dataset["adapter"], dataset.get("root"))
             )
-        path = dataset["model"]["weights"]
-        if path and not Path(path).is_file():
-            key = (
-                "defaults.model.weights"
-                if path == config["defaults"]["model"]["weights"]
-                else f"datasets.{name}.model.weights"
-            )
-            weights.append(
-                f"{key} = {path}: no such file; put VGG-Face for PyTorch (vgg_face_dag.pth, "
-                "from https://www.robots.ox.ac.uk/~albanie/pytorch-models.html) there, or set "
-                "it to null to train from scratch (`make demo` needs none)"
-            )
-    return [line for line in data if line] + list(dict.fromkeys(weights))
+        weights.append(weights_problem(name, dataset["model"]["weights"]))
+    return list(dict.fromkeys(line for line in data + weights if line))
+
+
+def weights_problem(name, path):
+    """One line when dataset `name`'s weights file cannot be a job's input, else None."""
+    if not path:
+        return None
+    key = (
+        "defaults.model.weights"
+        if path == config["defaults"]["model"]["weights"]
+        else f"datasets.{name}.model.weights"
+    )
+    if "{" in path or "}" in path:
+        # An input path is a pattern to Snakemake: braces would be read as a wildcard.
+        return (
+            f"{key} = {path}: a weights path cannot hold {{ or }} (Snakemake reads them as "
+            "a wildcard); move or link the file to a path without braces"
+        )
+    if not Path(path).is_file():
+        return (
+            f"{key} = {path}: no such file; put VGG-Face for PyTorch (vgg_face_dag.pth, "
+            "from https://www.robots.ox.ac.uk/~albanie/pytorch-models.html) there, or set "
+            "it to null to train from scratch (`make demo` needs none)"
+        )
+    return None
 
 
 # A read-only results folder: one line here (Snakemake's own failure is a traceback).
@@ -241,6 +254,13 @@ def record_inputs(wildcards):
         "summaries": fold_files(name, "summary.json", wildcards.variant),
         "stage3": fold_files(name, "stage3_metrics.csv", owner(wildcards, 3)),
     }
+
+
+def current_configurations(wildcards):
+    """tables' params: every dataset's and variant's configuration of this run (a function,
+    as every params that carries configured text: Snakemake formats a plain string with the
+    wildcards, and a brace in a root, a class or a pattern is no wildcard)."""
+    return expmap.config.canonical_json(CONFIGURATIONS)
 
 
 def record_settings(wildcards):

@@ -29,7 +29,7 @@ rule tables:
     conda:
         "../../envs/expmap.yaml"
     params:
-        current=expmap.config.canonical_json(CONFIGURATIONS),
+        current=current_configurations,
     script:
         "../scripts/tables.py"
 
