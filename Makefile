@@ -16,11 +16,13 @@ $(INSTALLED): pyproject.toml
 
 demo: $(INSTALLED)
 	$(BIN)/snakemake $(DEMO)
+	@cat results/tables/claims.md
+	@echo
 	@cat results/tables/accuracy.md
 	@echo
 	@cat results/tables/variants.md
 	@echo
-	@echo "Tables: results/tables/ (accuracy, ablation, interpretability, variants; .csv and .md)"
+	@echo "Tables: results/tables/ (claims, accuracy, ablation, interpretability, variants; .csv and .md)"
 	@echo "Figures: results/synthetic/<variant>/figures/ (losses, accuracy, confusion, masks, patterns, differences)"
 	@echo "Per fold: results/synthetic/default/<fold>/ (checkpoints, metrics, predictions.csv, summary.json)"
 	@echo "Logs: results/synthetic/logs/. One page with all of it: .venv/bin/snakemake --report report.html"

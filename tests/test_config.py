@@ -323,3 +323,16 @@ def test_after_the_first_round_a_stage_depends_on_every_stage():
         "twice", "twice", "sharper"]
     assert [cfg.stage_owner(runs, "sharper", stage, 2) for stage in (1, 2, 3)] == [
         "sharper"] * 3
+
+
+def test_seeds_given_on_the_command_line_are_integers_and_each_replicate_moves_the_seed():
+    config = merged(lambda c: c.update(seeds=["0", "1", "2"]))  # --config 'seeds=[0,1,2]'
+    assert config["seeds"] == [0, 1, 2]
+    assert error_of(lambda c: c.update(seeds=["a"])).startswith(
+        "seeds.0 = 'a': must be of type integer")
+    assert "non-unique" in error_of(lambda c: c.update(seeds=[1, 1]))
+    hp = config["datasets"]["ckplus"]["train"]["stage1"]
+    assert cfg.seeded(hp, 0) == hp
+    assert cfg.seeded(hp, 2)["seed"] == hp["seed"] + 2
+    assert [cfg.replicate_folder(seed) for seed in (0, 2)] == ["", "seed2/"]
+    assert [cfg.replicate_seed(cfg.replicate_folder(seed)) for seed in (0, 2)] == [0, 2]

@@ -49,7 +49,8 @@ def tiny_run(tmp_path_factory):
 def test_whole_pipeline_writes_the_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/tables/accuracy.csv")
     assert list(table.columns) == ["dataset", "variant", "method", "accuracy", "std", "pooled",
-                                   "n_folds", "source", "finished", "status"]
+                                   "ci_low", "ci_high", "n_folds", "n_seeds", "source",
+                                   "finished", "status"]
     ours = table[(table["dataset"] == "synthetic") & (table["variant"] == "default")
                  & (table["method"] == "Ours (expmap)")]
     assert len(ours) == 1
@@ -98,6 +99,32 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
 @pytest.mark.slow
 def test_a_finished_run_schedules_nothing(tiny_run):
     assert scheduled(snakemake(tiny_run, "-n")) == Counter()
+
+
+@pytest.mark.slow
+def test_each_fold_s_predictions_and_the_claims_carry_the_seed(tiny_run):
+    predictions = pd.read_csv(tiny_run / "results/synthetic/default/fold0/predictions.csv")
+    assert list(predictions.columns[:6]) == ["seed", "fold", "index", "image_id", "subject",
+                                             "label"]
+    assert set(predictions["seed"]) == {0}
+    claims = pd.read_csv(tiny_run / "results/tables/claims.csv")
+    assert set(claims["claim"]) == {"accuracy", "beats_comparators", "emr_improves",
+                                    "epmg_improves", "maps_identity_invariant",
+                                    "maps_class_specific"}
+    assert set(claims["n_seeds"]) == {1}
+    assert "## synthetic, default" in (tiny_run / "results/tables/claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_adding_a_seed_schedules_only_the_new_seed_s_jobs_and_the_tables(tiny_run):
+    more = snakemake(tiny_run, "-n", "--config", "seeds=[0,1]")
+    # the paper_stage3 variant trains its own stage 3 on the new seed's shared stages 1-2
+    assert scheduled(more) == Counter(train_stage1=2, train_stage2=2, train_stage3=4,
+                                      evaluate=4, record=2, tables=1, all=1)
+    planned = more.stdout + more.stderr
+    outputs = [line.split("output: ")[1] for line in planned.splitlines()
+               if "output: results/synthetic/" in line and "/record.json" not in line]
+    assert outputs and all("/seed1/fold" in line for line in outputs), outputs
 
 
 @pytest.mark.slow

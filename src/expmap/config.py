@@ -35,6 +35,7 @@ def read_schema(path: str | Path) -> dict:
 
 def load(config: dict, schema: dict) -> dict:
     """Validate the config as written and return it merged (a new dict)."""
+    config = {**config, "seeds": _integers(config.get("seeds"))}
     _validate(config, schema)
     merged = copy.deepcopy(config)
     for name in merged["benchmarks"]:
@@ -53,6 +54,14 @@ def load(config: dict, schema: dict) -> dict:
         check_rounds(f"datasets.{name}.train", dataset["train"])
     _validate(merged, schema)
     return merged
+
+
+def _integers(values):
+    """--config 'seeds=[0,1,2]' arrives as ['0', '1', '2']: the integers they spell (other
+    values unchanged, for validation to name)."""
+    if not isinstance(values, list):
+        return values
+    return [int(v) if isinstance(v, str) and v.strip().isdigit() else v for v in values]
 
 
 def load_files(paths, schema: dict) -> dict:
@@ -98,6 +107,23 @@ def _merged_stage(config: dict, name: str, stage: int, keys: list[str]) -> dict:
 
 
 DEFAULT_VARIANT = "default"  # the configuration as written, without any variant
+
+
+def replicate_folder(seed: int) -> str:
+    """Where replicate `seed` (an entry of `seeds`) keeps its folds inside a variant's
+    folder: seed 0 in the folder itself (where runs were before seeds existed), seed s in
+    seed<s>/."""
+    return f"seed{seed}/" if seed else ""
+
+
+def replicate_seed(folder: str) -> int:
+    """The replicate seed of a replicate_folder."""
+    return int(folder.removeprefix("seed").rstrip("/")) if folder else 0
+
+
+def seeded(hyperparameters: dict, seed: int) -> dict:
+    """A stage's hyperparameters for replicate `seed`: its seed moved on by `seed`."""
+    return {**hyperparameters, "seed": hyperparameters["seed"] + seed}
 
 
 def sweep_variants(sweeps: dict, config: dict, schema: dict) -> dict[str, dict]:

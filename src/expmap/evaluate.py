@@ -112,9 +112,10 @@ def interpretability(outputs: dict[str, dict], labels: np.ndarray, prototypes: t
 def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str, str],
                   predictions: str | os.PathLike, summary: str | os.PathLike,
                   maps: str | os.PathLike | None = None, device: str = "cpu",
-                  threads: int = 1, log=print) -> dict:
+                  threads: int = 1, log=print, seed: int = 0) -> dict:
     """Writes predictions.csv and summary.json (accuracies, confusion, interpretability) and,
-    when `maps` is given, an .npz of masks and pattern maps for the figures."""
+    when `maps` is given, an .npz of masks and pattern maps for the figures. `seed` is the
+    replicate the checkpoints were trained for (config `seeds`), written with the rest."""
     use_threads(threads, log)
     dataset = PreparedDataset(prepared)
     data = dataset.fold(fold)
@@ -122,7 +123,10 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
     labels = data.labels[rows]
     table = dataset.manifest.set_index("index").loc[rows, ["image_id", "subject", "label",
                                                           "label_name"]].reset_index()
-    result = {"fold": fold, "n_test": int(len(rows)), "class_names": data.class_names, "heads": {}}
+    table.insert(0, "fold", fold)
+    table.insert(0, "seed", seed)
+    result = {"fold": fold, "seed": seed, "n_test": int(len(rows)),
+              "class_names": data.class_names, "heads": {}}
     loaded = {stage: load_checkpoint(path) for stage, path in checkpoints.items()}
     outputs = {}
     for head, stage in HEADS.items():

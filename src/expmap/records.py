@@ -1,11 +1,13 @@
 """One record per finished run of a dataset and variant; the tables read every record on disk.
 
 `results/<dataset>/<variant>/record.json` holds what the tables need of a finished run
-(each fold's summary and best test-epoch accuracy), the configuration it ran with, the keys
-in which it differs from default, and when it finished. The tables are built from all the
-records under `results/`, not only from this run's: running one benchmark after another
-builds up the whole table. A record whose configuration config.yaml no longer gives is
-kept in the tables, marked stale with the keys that changed.
+(each fold's and seed's summary and best test-epoch accuracy, and every test image's
+subject, label and predictions: what the intervals of expmap.statistics resample), the
+configuration it ran with, the keys in which it differs from default, and when it finished.
+The tables are built from all the records under `results/`, not only from this run's:
+running one benchmark after another builds up the whole table. A record whose
+configuration config.yaml no longer gives is kept in the tables, marked stale with the keys
+that changed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from expmap import statistics
 from expmap.errors import UserError
 from expmap.io import atomic_write_json
 
 RECORD = "record.json"
-FORMAT = "expmap-record/1"
+FORMAT = "expmap-record/2"
+FORMAT_WITHOUT_PREDICTIONS = "expmap-record/1"  # before seeds: one seed (0), no images
 CURRENT = "current"
+PREDICTION_COLUMNS = ["seed", "fold", "image_id", "subject", "label"]  # then pred_<head>
 
 
 class RecordError(UserError):
@@ -31,24 +36,53 @@ class RecordError(UserError):
 
 
 def write_record(dataset: str, variant: str, summaries: list[str | os.PathLike],
-                 stage3_metrics: list[str | os.PathLike], configuration: dict,
-                 differs_in: dict, out: str | os.PathLike) -> dict:
-    """The record of one dataset and variant from its folds' summary.json and
-    stage3_metrics.csv (same order); finished is when the last fold's evaluation ended."""
+                 predictions: list[str | os.PathLike], stage3_metrics: list[str | os.PathLike],
+                 configuration: dict, differs_in: dict, out: str | os.PathLike) -> dict:
+    """The record of one dataset and variant from its fold runs' summary.json,
+    predictions.csv and stage3_metrics.csv (same order: every seed's folds); finished is when
+    the last evaluation ended."""
     folds = []
     for summary, metrics in zip(summaries, stage3_metrics, strict=True):
         fold = json.loads(Path(summary).read_text())
         best = pd.read_csv(metrics)["test_accuracy"].max()
-        folds.append({"fold": fold["fold"], "n_test": fold["n_test"], "heads": fold["heads"],
+        folds.append({"fold": fold["fold"], "seed": fold.get("seed", 0),
+                      "n_test": fold["n_test"], "heads": fold["heads"],
                       "interpretability": fold.get("interpretability", {}),
                       "best_test_accuracy": None if math.isnan(best) else float(best)})
     finished = max(Path(path).stat().st_mtime for path in summaries)
     record = {"format": FORMAT, "dataset": dataset, "variant": variant,
               "finished": datetime.fromtimestamp(finished, timezone.utc)
               .strftime("%Y-%m-%d %H:%M UTC"),
-              "configuration": configuration, "differs_in": differs_in, "folds": folds}
+              "seeds": sorted({fold["seed"] for fold in folds}),
+              "configuration": configuration, "differs_in": differs_in, "folds": folds,
+              "predictions": predictions_columns(predictions)}
     atomic_write_json(out, record)
     return record
+
+
+def predictions_columns(paths: list[str | os.PathLike]) -> dict[str, list]:
+    """Every test image of the predictions.csv files `paths`, column by column: seed, fold,
+    image_id, subject, label and each head's predicted class (pred_<head>)."""
+    frame = pd.concat([pd.read_csv(path, dtype={"subject": str, "image_id": str})
+                       for path in paths], ignore_index=True)
+    heads = [column for column in frame.columns if column.startswith("pred_")]
+    return {column: frame[column].tolist() for column in PREDICTION_COLUMNS + heads}
+
+
+def predictions_frame(record: dict) -> pd.DataFrame | None:
+    """A record's test images as a table (None for a record written before seeds)."""
+    columns = record.get("predictions")
+    return None if columns is None else pd.DataFrame(columns)
+
+
+def record_sample(record: dict) -> statistics.Sample | None:
+    """A record's test images as a statistics.Sample of every head it predicted with (None
+    for a record written before seeds, which has no images)."""
+    frame = predictions_frame(record)
+    if frame is None:
+        return None
+    heads = [column.removeprefix("pred_") for column in frame if column.startswith("pred_")]
+    return statistics.sample(frame, heads)
 
 
 def read_records(results: str | os.PathLike, current: dict[str, dict]) -> list[dict]:
@@ -67,11 +101,23 @@ def _read(path: Path) -> dict:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         record = {"format": f"unreadable ({type(error).__name__})"}
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+    found = record.get("format") if isinstance(record, dict) else type(record).__name__
+    if found == FORMAT_WITHOUT_PREDICTIONS:  # readable: no intervals for it
+        record["seeds"] = [0]
+        for fold in record["folds"]:
+            fold["seed"] = 0
+    elif found != FORMAT:
         raise RecordError(f"{path}: not an {FORMAT} record ({found}); delete it, or run "
                           "its dataset again to rewrite it")
     return record
+
+
+def stale_notes(table: pd.DataFrame) -> list[str]:
+    """A closing list of the stale rows' datasets and variants, with what changed."""
+    stale = table[table["status"].str.startswith("stale")]
+    notes = {f"- {row.dataset} / {row.variant}: {row.status}" for row in stale.itertuples()}
+    return ["", "Stale: results on disk whose configuration config.yaml no longer gives; "
+            "rerun them by adding the dataset to `benchmarks`.", *sorted(notes)] if notes else []
 
 
 def status(recorded: dict, now: dict | None) -> str:

@@ -4,9 +4,11 @@ interpretability measures and the variants, built from every run recorded on dis
 gives its configuration ("current") or not ("stale: ...").
 
 accuracy.csv: one row per dataset, variant and method; columns dataset, variant, method,
-accuracy (percent, mean over folds), std (over folds), pooled (percent of every test image
-of the folds together: the paper does not say which of the two it reports), n_folds, source
-("paper" or "expmap"), finished, status.
+accuracy (percent, mean over folds of each fold's mean over seeds), std (over folds), pooled
+(percent of every test image of the folds and seeds together: the paper does not say which
+of the two it reports), ci_low and ci_high (the pooled accuracy's 95 % interval,
+resampling test subjects and seeds: expmap.statistics), n_folds, n_seeds, source ("paper"
+or "expmap"), finished, status.
 accuracy.md: the paper's layout, a column pair per benchmark, comparators first, then
 "Ours (paper)" and "Ours (expmap)" (the default variant); then every dataset and variant on
 disk (the synthetic demo included) with each head: EPMG (the paper's classifier) and the EFE
@@ -22,29 +24,12 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from expmap import statistics
+from expmap.claims import claims_markdown, claims_table
 from expmap.config import DEFAULT_VARIANT
 from expmap.io import atomic_write_csv, atomic_write_text
-from expmap.records import CURRENT
-
-# SPEC §5 (the report's figure 10): accuracy in percent, written as the paper prints it.
-BENCHMARKS = {
-    "ckplus": "CK+",
-    "oulu_casia": "Oulu-CASIA",
-    "rafdb": "RAF-DB",
-    "affectnet": "AffectNet",
-}
-OURS_PAPER = "Ours (paper)"
-PAPER = {
-    "ckplus": [("DCMA-CNNs", "93.46"), ("DAM", "95.88"), ("GA-CNN", "96.4"), ("DeRL", "97.3"),
-               ("LBVCNN", "97.38"), ("G2-VER", "97.40"), (OURS_PAPER, "98.06")],
-    "oulu_casia": [("DCD", "84.80"), ("DCPN", "86.23"), ("SNA", "87.60"), ("DeRL", "88.00"),
-                   ("IDFERM", "88.25"), ("DDL", "88.26"), (OURS_PAPER, "89.05")],
-    "rafdb": [("PG-CNN", "83.27"), ("ALT", "84.50"), ("GA-CNN", "85.07"), ("SEP-Loss", "86.38"),
-              ("IPA2LT", "86.77"), ("DDA-Loss", "86.90"), (OURS_PAPER, "87.10")],
-    "affectnet": [("PG-CNN", "55.33"), ("IPA2LT", "57.31"), ("GA-CNN", "58.78"),
-                  ("SEP-Loss", "58.89"), ("ESR-9", "59.30"), ("LDER", "60.53"),
-                  (OURS_PAPER, "62.10")],
-}
+from expmap.paper import BENCHMARKS, OURS_PAPER, PAPER
+from expmap.records import CURRENT, predictions_frame, record_sample, stale_notes
 
 # summary.json heads -> method names; the first is the paper's classifier.
 HEADS = {
@@ -55,8 +40,8 @@ HEADS = {
 OURS_RUN = HEADS["epmg"]
 OURS_SOURCE = "expmap"
 PROVENANCE = ["finished", "status"]
-COLUMNS = ["dataset", "variant", "method", "accuracy", "std", "pooled", "n_folds", "source",
-           *PROVENANCE]
+COLUMNS = ["dataset", "variant", "method", "accuracy", "std", "pooled", "ci_low", "ci_high",
+           "n_folds", "n_seeds", "source", *PROVENANCE]
 
 
 def record_order(record: dict) -> tuple:
@@ -74,6 +59,24 @@ def _provenance(record: dict) -> dict:
     return {"finished": record["finished"], "status": record["status"]}
 
 
+def by_fold(record: dict, value: Callable[[dict], float | None]) -> list[float]:
+    """`value` of every fold of a record, averaged over the seeds that ran it (a fold run
+    whose value is None is left out; a fold with none is left out)."""
+    per_fold: dict[str, list[float]] = {}
+    for run in record["folds"]:
+        found = value(run)
+        if found is not None:
+            per_fold.setdefault(run["fold"], []).append(found)
+    return [float(np.mean(values)) for values in per_fold.values()]
+
+
+def _pooled_interval(found: statistics.Sample | None, head: str) -> dict:
+    if found is None or head not in found.correct:
+        return {"ci_low": np.nan, "ci_high": np.nan}
+    interval = statistics.accuracy(found, head)
+    return {"ci_low": interval.low, "ci_high": interval.high}
+
+
 def paper_rows() -> pd.DataFrame:
     return pd.DataFrame(
         [{"dataset": dataset, "variant": "", "method": method, "accuracy": float(accuracy),
@@ -83,44 +86,48 @@ def paper_rows() -> pd.DataFrame:
         columns=COLUMNS)
 
 
+def _head_accuracy(head: str) -> Callable[[dict], float | None]:
+    return lambda run: run["heads"][head]["accuracy"] if head in run["heads"] else None
+
+
 def run_rows(records: list[dict]) -> pd.DataFrame:
-    """Mean and standard deviation over folds, in percent, of every head of every record."""
+    """Every head of every record, in percent: mean and standard deviation over folds, the
+    pooled accuracy of every fold run (of every seed) and its interval."""
     rows = []
     for record in records:
+        found = record_sample(record)
         for head, method in HEADS.items():
-            done = [fold for fold in record["folds"] if head in fold["heads"]]
-            accuracies = 100 * np.array([fold["heads"][head]["accuracy"] for fold in done])
-            tested = np.array([fold["n_test"] for fold in done])
+            done = [run for run in record["folds"] if head in run["heads"]]
+            accuracies = 100 * np.array([run["heads"][head]["accuracy"] for run in done])
+            tested = np.array([run["n_test"] for run in done])
             if len(accuracies):
                 rows.append({**_identity(record), "method": method,
                              "pooled": (accuracies * tested).sum() / max(1, tested.sum()),
-                             **_spread(accuracies / 100), "source": OURS_SOURCE,
-                             **_provenance(record)})
+                             **_pooled_interval(found, head),
+                             **_spread(by_fold(record, _head_accuracy(head))),
+                             "n_seeds": len({run["seed"] for run in done}),
+                             "source": OURS_SOURCE, **_provenance(record)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def accuracy_table(records: list[dict]) -> pd.DataFrame:
     table = pd.concat([paper_rows(), run_rows(records)], ignore_index=True)
-    table["n_folds"] = table["n_folds"].astype("Int64")
-    return table.round({"accuracy": 4, "std": 4, "pooled": 4})
+    table[["n_folds", "n_seeds"]] = table[["n_folds", "n_seeds"]].astype("Int64")
+    return table.round({"accuracy": 4, "std": 4, "pooled": 4, "ci_low": 4, "ci_high": 4})
 
 
 def _result(row: dict) -> str:
     folds = f"{row['n_folds']} fold{'s' if row['n_folds'] != 1 else ''}"
-    if row["n_folds"] > 1:
+    if row["n_seeds"] > 1:
+        folds += f" x {row['n_seeds']} seeds"
+    if row["n_folds"] > 1 or row["n_seeds"] > 1:
         folds += f"; pooled {row['pooled']:.2f}"
+    if pd.notna(row["ci_low"]):
+        folds += f"; 95 % CI [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
     if row["status"] != CURRENT:
         folds += "; stale"
     spread = f" ± {row['std']:.2f}" if pd.notna(row["std"]) else ""
     return f"{row['accuracy']:.2f}{spread} ({folds})"
-
-
-def _stale_notes(table: pd.DataFrame) -> list[str]:
-    """A closing list of the stale rows' datasets and variants, with what changed."""
-    stale = table[table["status"].str.startswith("stale")]
-    notes = {f"- {row.dataset} / {row.variant}: {row.status}" for row in stale.itertuples()}
-    return ["", "Stale: results on disk whose configuration config.yaml no longer gives; "
-            "rerun them by adding the dataset to `benchmarks`.", *sorted(notes)] if notes else []
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -129,7 +136,9 @@ def markdown(table: pd.DataFrame) -> str:
     lines = ["# Accuracy (%)", "",
              "The paper's table (SPEC §5) with our EPMG accuracy (default variant) beside "
              f'"{OURS_PAPER}": mean ± standard deviation over folds, and the accuracy '
-             "over the folds' test images pooled (the paper does not say which it reports).",
+             "over the folds' test images pooled (the paper does not say which it reports), "
+             "with the latter's 95 % interval (CI: a bootstrap over test subjects and seeds); "
+             "with several seeds, each fold's accuracy is its mean over them.",
              "",
              "|" + "".join(f" {title} | |" for title in BENCHMARKS.values()),
              "|" + "---|" * 2 * len(BENCHMARKS)]
@@ -151,7 +160,7 @@ def markdown(table: pd.DataFrame) -> str:
             _result(indexed.loc[(dataset, variant, method)])
             if (dataset, variant, method) in indexed.index else "-"
             for method in HEADS.values()) + f" | {rows['finished'].iloc[0]} |")
-    return "\n".join(lines + _stale_notes(ours)) + "\n"
+    return "\n".join(lines + stale_notes(ours)) + "\n"
 
 
 # ---------------------------------------------------------------- ablation and honesty
@@ -180,12 +189,10 @@ def ablation_table(records: list[dict]) -> pd.DataFrame:
     head; the best-test-epoch row only for comparison with peers, and labelled so."""
     rows = []
     for record in records:
-        heads = [fold["heads"] for fold in record["folds"]]
         choices = [*ABLATION, ("best_test_accuracy", *BEST_TEST)]
         for head, method, selection in choices:
-            values = ([fold[head] for fold in record["folds"] if fold[head] is not None]
-                      if head == "best_test_accuracy"
-                      else [fold[head]["accuracy"] for fold in heads if head in fold])
+            values = by_fold(record, (lambda run: run["best_test_accuracy"])
+                             if head == "best_test_accuracy" else _head_accuracy(head))
             if values:
                 rows.append({**_identity(record), "method": method,
                              "epoch_selection": selection, **_spread(values),
@@ -215,14 +222,14 @@ INTERPRETABILITY = {
 
 
 def interpretability_table(records: list[dict]) -> pd.DataFrame:
-    """Per dataset and variant, the mean and spread over folds of each measure of
-    expmap.interpret (the region measures only where true regions are known)."""
+    """Per dataset and variant, the mean and spread over folds (each fold's mean over its
+    seeds) of each measure of expmap.interpret (the region measures only where true regions
+    are known)."""
     rows = []
     for record in records:
-        folds = [fold["interpretability"] for fold in record["folds"]]
-        row = {**_identity(record), "n_folds": len(folds)}
+        row = {**_identity(record), "n_folds": len({run["fold"] for run in record["folds"]})}
         for measure in INTERPRETABILITY:
-            values = [fold[measure] for fold in folds if fold.get(measure) is not None]
+            values = by_fold(record, lambda run, m=measure: run["interpretability"].get(m))
             row[measure] = float(np.mean(values)) if values else np.nan
             row[f"{measure}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
         rows.append({**row, **_provenance(record)})
@@ -237,6 +244,13 @@ def _cell(value, std=np.nan, percent=False, digits=3) -> str:
     scale = 100 if percent else 1
     text = f"{scale * value:.{digits}f}"
     return text + (f" ± {scale * std:.{digits}f}" if pd.notna(std) else "")
+
+
+def _difference(row: dict) -> str:
+    if pd.isna(row["epmg_vs_default"]):
+        return "-"
+    return (f"{row['epmg_vs_default']:+.2f} [{row['epmg_vs_default_ci_low']:+.2f}, "
+            f"{row['epmg_vs_default_ci_high']:+.2f}]")
 
 
 def _variant(row: dict) -> str:
@@ -255,7 +269,7 @@ def ablation_markdown(table: pd.DataFrame) -> str:
                      f"{row['method']} | {row['epoch_selection']} | "
                      f"{_cell(row['accuracy'], row['std'], digits=2)} | {row['n_folds']} | "
                      f"{row['finished']} |")
-    return "\n".join(lines + _stale_notes(table)) + "\n"
+    return "\n".join(lines + stale_notes(table)) + "\n"
 
 
 def interpretability_markdown(table: pd.DataFrame) -> str:
@@ -281,7 +295,7 @@ def interpretability_markdown(table: pd.DataFrame) -> str:
                  for m, (_, percent) in INTERPRETABILITY.items()]
         lines.append(f"| {BENCHMARKS.get(row['dataset'], row['dataset'])} | {_variant(row)} | "
                      + " | ".join(cells) + f" | {row['n_folds']} | {row['finished']} |")
-    return "\n".join(lines + _stale_notes(table)) + "\n"
+    return "\n".join(lines + stale_notes(table)) + "\n"
 
 
 # ---------------------------------------------------------------- variants
@@ -293,10 +307,36 @@ VARIANT_MEASURES = {  # interpretability measure -> (markdown header, digits)
 }
 
 
+def versus_default(record: dict, default: dict | None) -> statistics.Interval | None:
+    """The EPMG head of `record` minus that of its dataset's `default` record, in points,
+    paired on the test images (seed, fold, image) both have; None where they share none."""
+    ours = predictions_frame(record)
+    theirs = None if default is None else predictions_frame(default)
+    if ours is None or theirs is None or record is default:
+        return None
+    keys = ["seed", "fold", "image_id"]
+    shared = ours[[*keys, "subject", "label", "pred_epmg"]].merge(
+        theirs[[*keys, "pred_epmg"]].rename(columns={"pred_epmg": "pred_default"}), on=keys)
+    if shared.empty:
+        return None
+    return statistics.paired_difference(statistics.sample(shared, ["epmg", "default"]),
+                                        "epmg", "default")
+
+
+def _versus_default_cells(record: dict, records: list[dict]) -> dict:
+    default = next((other for other in records if other["dataset"] == record["dataset"]
+                    and other["variant"] == DEFAULT_VARIANT), None)
+    found = versus_default(record, default)
+    values = (np.nan,) * 3 if found is None else (found.estimate, found.low, found.high)
+    return dict(zip(("epmg_vs_default", "epmg_vs_default_ci_low", "epmg_vs_default_ci_high"),
+                    values))
+
+
 def variants_table(records: list[dict]) -> pd.DataFrame:
     """One row per record: each head's accuracy (mean and std over folds, percent), the
-    folds, the maps' VARIANT_MEASURES, and the keys in which the variant differs from
-    default."""
+    folds and seeds, the EPMG head against the default's on the same images (points, with
+    its interval), the maps' VARIANT_MEASURES, and the keys in which the variant differs
+    from default."""
     accuracy = run_rows(records).set_index(["dataset", "variant", "method"])
     maps = interpretability_table(records).set_index(["dataset", "variant"])
     rows = []
@@ -308,6 +348,8 @@ def variants_table(records: list[dict]) -> pd.DataFrame:
             row[f"{head}_accuracy"] = np.nan if found is None else found["accuracy"]
             row[f"{head}_std"] = np.nan if found is None else found["std"]
         row["n_folds"] = maps.loc[key, "n_folds"]
+        row["n_seeds"] = len(record["seeds"])
+        row.update(_versus_default_cells(record, records))
         row.update({measure: maps.loc[key, measure] for measure in VARIANT_MEASURES})
         row["differs_in"] = "; ".join(f"{k}={json.dumps(v)}"
                                       for k, v in sorted(record["differs_in"].items()))
@@ -318,20 +360,24 @@ def variants_table(records: list[dict]) -> pd.DataFrame:
 def variants_markdown(table: pd.DataFrame) -> str:
     heads = list(HEADS.values())
     lines = ["# Variants (accuracy %, mean ± std over folds)", "",
-             "Each variant beside the configuration as written (default); the last columns "
-             "name what it changes and when it finished.", "",
+             "Each variant beside the configuration as written (default); \"EPMG vs default\" "
+             "is its EPMG head minus the default's on the same test images and seeds, in "
+             "points, with its 95 % interval (a bootstrap over test subjects and seeds). "
+             "The last columns name what it changes and when it finished.", "",
              "| dataset | variant | " + " | ".join(heads)
-             + " | folds | " + " | ".join(h for h, _ in VARIANT_MEASURES.values())
+             + " | folds | seeds | EPMG vs default | "
+             + " | ".join(h for h, _ in VARIANT_MEASURES.values())
              + " | differs in | finished |",
-             "|---|---|" + "---|" * (len(heads) + len(VARIANT_MEASURES) + 3)]
+             "|---|---|" + "---|" * (len(heads) + len(VARIANT_MEASURES) + 5)]
     for row in table.to_dict("records"):
         cells = [_cell(row[f"{head}_accuracy"], row[f"{head}_std"], digits=2)
                  for head in HEADS]
         measures = [_cell(row[m], digits=digits) for m, (_, digits) in VARIANT_MEASURES.items()]
         lines.append(f"| {row['dataset']} | {_variant(row)} | " + " | ".join(cells)
-                     + f" | {row['n_folds']} | " + " | ".join(measures)
+                     + f" | {row['n_folds']} | {row['n_seeds']} | {_difference(row)} | "
+                     + " | ".join(measures)
                      + f" | {row['differs_in'] or '-'} | {row['finished']} |")
-    return "\n".join(lines + _stale_notes(table)) + "\n"
+    return "\n".join(lines + stale_notes(table)) + "\n"
 
 
 # ---------------------------------------------------------------- all of them
@@ -341,6 +387,7 @@ TABLES = {  # name -> (table, markdown)
     "ablation": (ablation_table, ablation_markdown),
     "interpretability": (interpretability_table, interpretability_markdown),
     "variants": (variants_table, variants_markdown),
+    "claims": (claims_table, claims_markdown),
 }
 
 

@@ -28,11 +28,13 @@ try:  # benchmark -> variant -> {model, train}: "default" and the config's `vari
 except expmap.config.ConfigError as error:
     raise SystemExit(f"config error: {error}")
 VARIANTS = sorted({variant for runs in RUNS.values() for variant in runs})
+SEEDS = config["seeds"]
 
+# {replicate}: "" for seed 0, "seed<s>/" for seed s (expmap.config.replicate_folder)
 PREPARED = "results/{dataset}/prepared"
-RUN = "results/{dataset}/{variant}/{fold}"
-LOGS = "results/{dataset}/logs/{variant}/{fold}"
-BENCHMARK_TABLES = "results/{dataset}/benchmarks/{variant}/{fold}"
+RUN = "results/{dataset}/{variant}/{replicate}{fold}"
+LOGS = "results/{dataset}/logs/{variant}/{replicate}{fold}"
+BENCHMARK_TABLES = "results/{dataset}/benchmarks/{variant}/{replicate}{fold}"
 TABLES = "results/tables"
 
 # Honest threads: what each step's library call uses (torch's intra-op threads).
@@ -45,6 +47,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     variant="|".join(re.escape(variant) for variant in VARIANTS),
     fold=r"fold\d+|test",
+    replicate=r"(seed\d+/)?",
     round=r"\d+",
 
 
@@ -105,11 +108,12 @@ def folds(name):
 
 FIGURE = "results/{dataset}/{variant}/figures/{figure}.png"
 RECORD = "results/{dataset}/{variant}/record.json"
-TABLE_NAMES = ("accuracy", "ablation", "interpretability", "variants")
+TABLE_NAMES = ("claims", "accuracy", "ablation", "interpretability", "variants")
 
 
 # The tables in the HTML report (snakemake --report), each with its caption file.
 REPORTED_TABLES = {
+    "claims_md": "claims",
     "accuracy_csv": "accuracy_csv",
     "accuracy_md": "accuracy_md",
     "ablation_csv": "ablation",
@@ -146,10 +150,21 @@ def final_outputs():
     return tables + figures
 
 
-def fold_files(name, file, variant=expmap.config.DEFAULT_VARIANT):
-    """One file of every fold run for dataset `name` and `variant`, e.g.
-    fold_files(name, "summary.json")."""
-    return expand(f"{RUN}/{file}", dataset=name, variant=variant, fold=folds(name))
+def fold_files(name, file, variant=expmap.config.DEFAULT_VARIANT, seeds=SEEDS):
+    """One file of every fold run of every seed of `seeds` for dataset `name` and `variant`,
+    e.g. fold_files(name, "summary.json"); seed by seed, fold by fold."""
+    return expand(
+        f"{RUN}/{file}",
+        dataset=name,
+        variant=variant,
+        replicate=map(expmap.config.replicate_folder, seeds),
+        fold=folds(name),
+    )
+
+
+def replicate_seed(wildcards):
+    """This job's replicate seed (an entry of `seeds`)."""
+    return expmap.config.replicate_seed(wildcards.replicate)
 
 
 def rounds(wildcards):
@@ -172,6 +187,7 @@ def checkpoint_file(wildcards, stage, round_):
     folder = RUN.format(
         dataset=wildcards.dataset,
         variant=owner(wildcards, stage, round_),
+        replicate=wildcards.replicate,
         fold=wildcards.fold,
     )
     within = "" if round_ == rounds(wildcards) else f"round{round_}/"
@@ -223,16 +239,17 @@ def stage_params(stage, folder):
 
 
 def figure_inputs(wildcards):
-    """figures' inputs: every fold's metrics of the three stages, summaries and maps."""
-    name, variant = wildcards.dataset, wildcards.variant
+    """figures' inputs: every fold's metrics of the three stages, summaries and maps, of
+    the first seed (another seed redraws no figure)."""
+    name, variant, first = wildcards.dataset, wildcards.variant, SEEDS[:1]
     inputs = {
         f"stage{stage}": fold_files(
-            name, f"stage{stage}_metrics.csv", owner(wildcards, stage)
+            name, f"stage{stage}_metrics.csv", owner(wildcards, stage), first
         )
         for stage in expmap.config.STAGES
     }
-    inputs["summaries"] = fold_files(name, "summary.json", variant)
-    inputs["maps"] = fold_files(name, "maps.npz", variant)
+    inputs["summaries"] = fold_files(name, "summary.json", variant, first)
+    inputs["maps"] = fold_files(name, "maps.npz", variant, first)
     inputs["images"] = f"{PREPARED.format(dataset=name)}/images.npy"
     return inputs
 
@@ -248,10 +265,12 @@ def this_run_records(wildcards):
 
 
 def record_inputs(wildcards):
-    """record's inputs: every fold's summary.json and the stage-3 metrics it evaluated."""
+    """record's inputs: every fold's and seed's summary.json, predictions.csv and the
+    stage-3 metrics it evaluated."""
     name = wildcards.dataset
     return {
         "summaries": fold_files(name, "summary.json", wildcards.variant),
+        "predictions": fold_files(name, "predictions.csv", wildcards.variant),
         "stage3": fold_files(name, "stage3_metrics.csv", owner(wildcards, 3)),
     }
 
@@ -297,7 +316,11 @@ def stage_hyperparameters(stage):
     """The params of train_stage<stage>: exactly that stage's merged hyperparameters."""
 
     def hyperparameters(wildcards):
-        return expmap.config.canonical_json(run(wildcards)["train"][f"stage{stage}"])
+        return expmap.config.canonical_json(
+            expmap.config.seeded(
+                run(wildcards)["train"][f"stage{stage}"], replicate_seed(wildcards)
+            )
+        )
 
     return hyperparameters
 

@@ -22,5 +22,7 @@ rule evaluate:
     threads: EVALUATE_THREADS
     resources:
         gpu=1,
+    params:
+        seed=replicate_seed,
     script:
         "../scripts/evaluate.py"

@@ -12,6 +12,7 @@ with job_log(snakemake.log[0]) as log, claim_device(log=log) as device:
     summary = evaluate_fold(
         prepared=Path(snakemake.input.manifest).parent,
         fold=snakemake.wildcards.fold,
+        seed=snakemake.params.seed,
         checkpoints={stage: snakemake.input[stage] for stage in ("stage1", "stage2", "stage3")},
         predictions=snakemake.output.predictions,
         summary=snakemake.output.summary,

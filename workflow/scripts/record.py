@@ -14,10 +14,11 @@ with job_log(snakemake.log[0]) as log:
         dataset=snakemake.wildcards.dataset,
         variant=snakemake.wildcards.variant,
         summaries=list(snakemake.input.summaries),
+        predictions=list(snakemake.input.predictions),
         stage3_metrics=list(snakemake.input.stage3),
         configuration=settings["configuration"],
         differs_in=settings["differs_in"],
         out=snakemake.output[0],
     )
-    log(f"wrote {snakemake.output[0]}: {len(record['folds'])} folds, "
-        f"finished {record['finished']}")
+    log(f"wrote {snakemake.output[0]}: {len(record['folds'])} fold runs, "
+        f"seeds {record['seeds']}, finished {record['finished']}")
