@@ -23,7 +23,7 @@ demo: $(INSTALLED)
 	@cat results/tables/variants.md
 	@echo
 	@echo "Tables: results/tables/ (claims, accuracy, ablation, interpretability, variants; .csv and .md)"
-	@echo "Figures: results/synthetic/<variant>/figures/ (losses, accuracy, confusion, masks, patterns, differences)"
+	@echo "Figures: results/synthetic/<variant>/figures/ (losses, accuracy, confusion, masks, patterns, own, differences)"
 	@echo "Per fold: results/synthetic/default/<fold>/ (checkpoints, metrics, predictions.csv, summary.json)"
 	@echo "Logs: results/synthetic/logs/. One page with all of it: .venv/bin/snakemake --report report.html"
 

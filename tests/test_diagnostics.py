@@ -95,3 +95,34 @@ def test_the_paper_s_decoder_is_flat_and_the_log_says_so(prepared, stage1, tmp_p
     for column in ("active_embed", "active_sim", "paper_embed", "paper_sim", "spread_embedding",
                    "grad_epmg_decoder", "grad_term_pattern", "grad_term_sim"):
         assert column in metrics.columns and metrics[column].notna().all(), column
+
+
+def test_a_stage_no_better_than_guessing_says_so_and_tells_evaluate(prepared, stage1, tmp_path):
+    """One step at a learning rate too small to move anything: the stage ends at chance,
+    the job log says so with what was seen and what to try, and the warning travels in the
+    checkpoints to the fold's summary.json."""
+    path, metrics, lines = run_stage(1, {**STAGE1, "epochs": 1, "lr": 1e-12}, prepared,
+                                     tmp_path)
+    [warning] = [line for line in lines if "WARNING" in line and "learned nothing" in line]
+    assert "stage 1 learned nothing: training accuracy" in warning
+    assert "(chance 33.3%)" in warning and "ln 3 = 1.099" in warning
+    assert f"after {len(metrics) * 3} optimizer steps" in warning  # 24 images, batches of 8
+    assert "Try more steps" in warning
+
+    stage2, _, _ = run_stage(2, {**STAGE2, "epochs": 1}, prepared, tmp_path, init=path)
+    stage3, _, _ = run_stage(3, {**STAGE3, "epochs": 1}, prepared, tmp_path, init=stage2)
+    from expmap.evaluate import evaluate_fold
+
+    summary = evaluate_fold(prepared, "fold0", {"stage1": path, "stage2": stage2,
+                                                "stage3": stage3},
+                            tmp_path / "predictions.csv", tmp_path / "summary.json",
+                            log=lambda line: None)
+    assert summary["learned_nothing"]["stage1"].startswith("stage 1 learned nothing")
+
+
+def test_a_learning_stage_has_no_such_warning():
+    from expmap.train.diagnostics import learned_nothing
+
+    assert learned_nothing(1, {"train_accuracy": 0.6, "loss_efe": 1.1}, 7, 300) is None
+    assert learned_nothing(1, {"train_accuracy": 0.6, "loss_efe": 1.9}, 7, 300) is not None
+    assert learned_nothing(3, {"train_accuracy": 0.18, "loss_classify": 1.2}, 7, 300) is not None

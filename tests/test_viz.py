@@ -42,6 +42,8 @@ def test_all_figures(tmp_path):
     viz.pattern_maps(faces, rng.random((12, 224, 224)).astype(np.float16), labels,
                      rng.random((3, 224, 224)), rng.random((3, 224, 224)), CLASSES, "demo",
                      "fold0", tmp_path / "patterns.png")
+    viz.own_departures(faces, rng.random((12, 224, 224)).astype(np.float16), labels,
+                       rng.random((3, 224, 224)), CLASSES, "demo", "fold0", tmp_path / "own.png")
     viz.class_differences(rng.random((3, 224, 224)), rng.random((3, 224, 224)),
                           np.array([4, 4, 4]), np.array([9, 9, 9]), CLASSES, "demo", "fold0",
                           {"class_difference_correlation": 0.5}, tmp_path / "differences.png")
@@ -100,3 +102,21 @@ def test_class_differences_use_a_diverging_scale_symmetric_about_zero(monkeypatc
     assert drawn_maps[0].get_cmap().name == "RdBu_r" and low == -high
     assert high == pytest.approx(2 / 3 * 0.01)  # class 0 departs by 0.01 - 0.01 / 3
     assert "class difference ratio 0.03" in figures[0].texts[0].get_text()
+
+
+def test_the_per_image_view_shows_each_map_minus_its_class_mean(monkeypatch):
+    figures = drawn(monkeypatch)
+    labels = np.array([0, 0, 2])
+    means = np.zeros((3, 8, 8))
+    means[0], means[2] = 0.4, 0.6
+    patterns = means[labels].copy()
+    patterns[1, :2] += 0.2  # subject 2 of class 0: its own brighter top
+    faces = np.zeros((3, 8, 8, 3), np.uint8)
+    viz.own_departures(faces, patterns, labels, means, CLASSES, "demo", "fold0", "own.png")
+    [figure] = figures
+    assert texts(figure) == ["Happiness: no test image in fold0"]
+    panels = [ax.images[0] for ax in figure.axes if ax.images]
+    residuals = [panel for panel in panels if panel.get_cmap().name == "RdBu_r"]
+    assert len(residuals) == 3 and residuals[0].get_clim() == pytest.approx((-0.2, 0.2))
+    assert np.abs(residuals[0].get_array()).max() == 0  # subject 1: its class mean exactly
+    assert np.asarray(residuals[1].get_array())[:2].min() == pytest.approx(0.2)

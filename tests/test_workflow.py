@@ -50,7 +50,7 @@ def test_whole_pipeline_writes_the_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/tables/accuracy.csv")
     assert list(table.columns) == ["dataset", "variant", "method", "accuracy", "std", "pooled",
                                    "ci_low", "ci_high", "n_folds", "n_seeds", "source",
-                                   "finished", "status"]
+                                   "learned_nothing", "finished", "status"]
     ours = table[(table["dataset"] == "synthetic") & (table["variant"] == "default")
                  & (table["method"] == "Ours (expmap)")]
     assert len(ours) == 1
@@ -91,7 +91,8 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
         assert measures[measure].notna().all(), measure
     assert "| synthetic |" in (tables / "interpretability.md").read_text()
     for variant in ("default", "paper_stage3"):
-        for figure in ("losses", "accuracy", "confusion", "masks", "patterns", "differences"):
+        for figure in ("losses", "accuracy", "confusion", "masks", "patterns", "own",
+                       "differences"):
             path = tiny_run / f"results/synthetic/{variant}/figures/{figure}.png"
             assert path.stat().st_size > 1e4, path
 

@@ -17,13 +17,13 @@ import pandas as pd
 
 from expmap import statistics
 from expmap.paper import BENCHMARKS, best_comparator, own_result
-from expmap.records import CURRENT, record_sample, stale_notes
+from expmap.records import CURRENT, learned_nothing, record_sample, table_notes
 
 NO_PAPER_VALUE = "no paper value"
 VERDICTS = ("consistent", "below", "above", "supported", "contradicted", "unresolved",
             NO_PAPER_VALUE)
 COLUMNS = ["dataset", "variant", "claim", "paper", "estimate", "ci_low", "ci_high", "n_seeds",
-           "n_folds", "n_images", "n_subjects", "verdict", "status"]
+           "n_folds", "n_images", "n_subjects", "verdict", "learned_nothing", "status"]
 
 # claim -> (what the paper claims, the unit of its estimate), as claims.md says it
 CLAIMS = {
@@ -100,7 +100,8 @@ def claims_table(records: list[dict]) -> pd.DataFrame:
             rows.append({"dataset": record["dataset"], "variant": record["variant"],
                          "claim": claim, "paper": np.nan if paper is None else paper,
                          **dict(zip(("estimate", "ci_low", "ci_high"), values)), **counts,
-                         "verdict": verdict, "status": record["status"]})
+                         "verdict": verdict, "learned_nothing": learned_nothing(record),
+                         "status": record["status"]})
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.round({"estimate": 4, "ci_low": 4, "ci_high": 4})
 
@@ -136,10 +137,13 @@ def claims_markdown(table: pd.DataFrame) -> str:
         lines += ["", f"## {BENCHMARKS.get(dataset, dataset)}, {variant}{stale}", "",
                   f"{first['n_images']} test images of {first['n_subjects']} subjects (or "
                   f"images, where none are named), {first['n_folds']} folds, "
-                  f"{first['n_seeds']} seed{'s' if first['n_seeds'] != 1 else ''}.", ""]
+                  f"{first['n_seeds']} seed{'s' if first['n_seeds'] != 1 else ''}."
+                  + (f" **Learned nothing** ({first['learned_nothing']}): these verdicts are "
+                     "of a model that did not learn." if first["learned_nothing"] else ""),
+                  ""]
         for row in rows.to_dict("records"):
             lines.append(f"- **{row['claim']}**: {CLAIMS[row['claim']][0]}: "
                          f"{_figures(row)}. Verdict: **{row['verdict']}**.")
     if table.empty:
         lines += ["", "No finished run holds its test images yet."]
-    return "\n".join(lines + stale_notes(table)) + "\n"
+    return "\n".join(lines + table_notes(table)) + "\n"

@@ -135,6 +135,9 @@ def evaluate_fold(prepared: str | os.PathLike, fold: str, checkpoints: dict[str,
         table[f"pred_{head}"] = predicted
         result["heads"][head] = accuracy_summary(labels, predicted, data.class_names)
     final = loaded[HEADS["epmg"]]
+    result["learned_nothing"] = final.get("warnings", {})  # every stage's, carried along
+    for line in result["learned_nothing"].values():
+        log(f"WARNING: {fold}: {line}")
     if "selected_on_validation" in final:  # the stage-3 epoch chosen on held-out subjects
         chosen = final["selected_on_validation"]
         predicted = head_outputs(final, "epmg", data.images, rows, device,

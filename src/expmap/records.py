@@ -48,6 +48,7 @@ def write_record(dataset: str, variant: str, summaries: list[str | os.PathLike],
         folds.append({"fold": fold["fold"], "seed": fold.get("seed", 0),
                       "n_test": fold["n_test"], "heads": fold["heads"],
                       "interpretability": fold.get("interpretability", {}),
+                      "learned_nothing": fold.get("learned_nothing", {}),
                       "best_test_accuracy": None if math.isnan(best) else float(best)})
     finished = max(Path(path).stat().st_mtime for path in summaries)
     record = {"format": FORMAT, "dataset": dataset, "variant": variant,
@@ -112,12 +113,33 @@ def _read(path: Path) -> dict:
     return record
 
 
-def stale_notes(table: pd.DataFrame) -> list[str]:
-    """A closing list of the stale rows' datasets and variants, with what changed."""
-    stale = table[table["status"].str.startswith("stale")]
-    notes = {f"- {row.dataset} / {row.variant}: {row.status}" for row in stale.itertuples()}
-    return ["", "Stale: results on disk whose configuration config.yaml no longer gives; "
-            "rerun them by adding the dataset to `benchmarks`.", *sorted(notes)] if notes else []
+def learned_nothing(record: dict) -> str:
+    """The stages that learned nothing, with their fold runs ("stage1: fold0, seed1/fold2"),
+    "; " between stages; "" when every stage learned."""
+    found: dict[str, list[str]] = {}
+    for run in record["folds"]:
+        for stage in run.get("learned_nothing", {}):
+            found.setdefault(stage, []).append(f"seed{run['seed']}/{run['fold']}"
+                                               if run["seed"] else run["fold"])
+    return "; ".join(f"{stage}: {', '.join(runs)}" for stage, runs in sorted(found.items()))
+
+
+def table_notes(table: pd.DataFrame) -> list[str]:
+    """Closing lists of a table's datasets and variants whose stages learned nothing, and
+    of the stale ones, with what changed."""
+    lines = []
+    for column, title in (
+            ("learned_nothing", "Learned nothing: a stage whose classifier ended no better "
+             "than guessing (its job log says what was seen and what to try); the rows "
+             "after it are built on it."),
+            ("status", "Stale: results on disk whose configuration config.yaml no longer "
+             "gives; rerun them by adding the dataset to `benchmarks`.")):
+        marked = table[table[column].fillna("").str.startswith(
+            "stale" if column == "status" else "stage")]
+        notes = {f"- {row['dataset']} / {row['variant']}: {row[column]}"
+                 for row in marked.to_dict("records")}
+        lines += ["", title, *sorted(notes)] if notes else []
+    return lines
 
 
 def status(recorded: dict, now: dict | None) -> str:

@@ -29,7 +29,13 @@ from expmap.claims import claims_markdown, claims_table
 from expmap.config import DEFAULT_VARIANT
 from expmap.io import atomic_write_csv, atomic_write_text
 from expmap.paper import BENCHMARKS, OURS_PAPER, PAPER
-from expmap.records import CURRENT, predictions_frame, record_sample, stale_notes
+from expmap.records import (
+    CURRENT,
+    learned_nothing,
+    predictions_frame,
+    record_sample,
+    table_notes,
+)
 
 # summary.json heads -> method names; the first is the paper's classifier.
 HEADS = {
@@ -39,7 +45,7 @@ HEADS = {
 }
 OURS_RUN = HEADS["epmg"]
 OURS_SOURCE = "expmap"
-PROVENANCE = ["finished", "status"]
+PROVENANCE = ["learned_nothing", "finished", "status"]
 COLUMNS = ["dataset", "variant", "method", "accuracy", "std", "pooled", "ci_low", "ci_high",
            "n_folds", "n_seeds", "source", *PROVENANCE]
 
@@ -56,7 +62,8 @@ def _identity(record: dict) -> dict:
 
 
 def _provenance(record: dict) -> dict:
-    return {"finished": record["finished"], "status": record["status"]}
+    return {"learned_nothing": learned_nothing(record), "finished": record["finished"],
+            "status": record["status"]}
 
 
 def by_fold(record: dict, value: Callable[[dict], float | None]) -> list[float]:
@@ -81,7 +88,7 @@ def paper_rows() -> pd.DataFrame:
     return pd.DataFrame(
         [{"dataset": dataset, "variant": "", "method": method, "accuracy": float(accuracy),
           "std": np.nan, "pooled": np.nan, "n_folds": pd.NA, "source": "paper",
-          "finished": "", "status": ""}
+          "learned_nothing": "", "finished": "", "status": ""}
          for dataset, rows in PAPER.items() for method, accuracy in rows],
         columns=COLUMNS)
 
@@ -124,6 +131,8 @@ def _result(row: dict) -> str:
         folds += f"; pooled {row['pooled']:.2f}"
     if pd.notna(row["ci_low"]):
         folds += f"; 95 % CI [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    if row["learned_nothing"]:
+        folds += "; learned nothing"
     if row["status"] != CURRENT:
         folds += "; stale"
     spread = f" ± {row['std']:.2f}" if pd.notna(row["std"]) else ""
@@ -160,7 +169,7 @@ def markdown(table: pd.DataFrame) -> str:
             _result(indexed.loc[(dataset, variant, method)])
             if (dataset, variant, method) in indexed.index else "-"
             for method in HEADS.values()) + f" | {rows['finished'].iloc[0]} |")
-    return "\n".join(lines + stale_notes(ours)) + "\n"
+    return "\n".join(lines + table_notes(ours)) + "\n"
 
 
 # ---------------------------------------------------------------- ablation and honesty
@@ -269,7 +278,7 @@ def ablation_markdown(table: pd.DataFrame) -> str:
                      f"{row['method']} | {row['epoch_selection']} | "
                      f"{_cell(row['accuracy'], row['std'], digits=2)} | {row['n_folds']} | "
                      f"{row['finished']} |")
-    return "\n".join(lines + stale_notes(table)) + "\n"
+    return "\n".join(lines + table_notes(table)) + "\n"
 
 
 def interpretability_markdown(table: pd.DataFrame) -> str:
@@ -295,7 +304,7 @@ def interpretability_markdown(table: pd.DataFrame) -> str:
                  for m, (_, percent) in INTERPRETABILITY.items()]
         lines.append(f"| {BENCHMARKS.get(row['dataset'], row['dataset'])} | {_variant(row)} | "
                      + " | ".join(cells) + f" | {row['n_folds']} | {row['finished']} |")
-    return "\n".join(lines + stale_notes(table)) + "\n"
+    return "\n".join(lines + table_notes(table)) + "\n"
 
 
 # ---------------------------------------------------------------- variants
@@ -377,7 +386,7 @@ def variants_markdown(table: pd.DataFrame) -> str:
                      + f" | {row['n_folds']} | {row['n_seeds']} | {_difference(row)} | "
                      + " | ".join(measures)
                      + f" | {row['differs_in'] or '-'} | {row['finished']} |")
-    return "\n".join(lines + stale_notes(table)) + "\n"
+    return "\n".join(lines + table_notes(table)) + "\n"
 
 
 # ---------------------------------------------------------------- all of them

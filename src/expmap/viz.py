@@ -207,6 +207,36 @@ def pattern_maps(faces: np.ndarray, patterns: np.ndarray, labels: np.ndarray,
     save_figure(figure, path)
 
 
+def own_departures(faces: np.ndarray, patterns: np.ndarray, labels: np.ndarray,
+                   class_means: np.ndarray, class_names: list[str], dataset: str, fold: str,
+                   path, per_class: int = 2) -> None:
+    """What a map says about its own image beyond its class: per class, test faces of
+    different subjects, each with its pattern map and its map minus its class's mean map
+    on one diverging scale for the figure (a map that is only its class's mean is flat in
+    the third panel; one that redraws the person shows the person there)."""
+    figure, rows = class_rows(labels, class_names, 3 * per_class, per_class, fold)
+    own = patterns.astype(np.float32) - class_means[labels].astype(np.float32)
+    limit = float(np.abs(own).max()) if own.size else 0.0
+    limit = limit or 1e-6
+    titled = rows[0][0] if rows else None
+    for c, (axes,), chosen in rows:
+        for k, sample in enumerate(chosen):
+            axes[3 * k].imshow(faces[sample])
+            axes[3 * k + 1].imshow(patterns[sample].astype(np.float32), cmap="gray", vmin=0,
+                                   vmax=1)
+            image = axes[3 * k + 2].imshow(own[sample], cmap="RdBu_r", vmin=-limit,
+                                           vmax=limit)
+            if c == titled:
+                for j, title in enumerate(("input", "its map", "map - class mean")):
+                    axes[3 * k + j].set_title(f"subject {k + 1}\n{title}", fontsize=9)
+    hide_empty(figure)  # before the colorbar, which holds no image
+    if rows:
+        figure.colorbar(image, ax=figure.axes, shrink=0.5, label="grey difference")
+    figure.suptitle(f"{dataset}: what each test map of {fold} shows beyond its class "
+                    f"(map minus its class's mean map, ±{limit:.2g})")
+    save_figure(figure, path)
+
+
 # the interpretability measures the class-difference figure's title shows
 DIFFERENCE_MEASURES = ("class_difference_correlation", "class_difference_ratio",
                        "detail_correlation")
@@ -287,9 +317,11 @@ def dataset_figures(dataset: str, metrics: dict[int, list[str | os.PathLike]],
         pattern_maps(faces, samples["patterns"], labels, samples["class_mean_faces"],
                      samples["class_mean_patterns"], class_names, dataset, fold,
                      out["patterns"])
+        own_departures(faces, samples["patterns"], labels, samples["class_mean_patterns"],
+                       class_names, dataset, fold, out["own"])
         class_differences(samples["class_mean_patterns"], samples["prototypes"],
                           samples["test_counts"], samples["prototype_counts"], class_names,
                           dataset, fold, folds[0]["interpretability"], out["differences"])
 
 
-FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns", "differences")
+FIGURES = ("losses", "accuracy", "confusion", "masks", "patterns", "own", "differences")

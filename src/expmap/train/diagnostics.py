@@ -1,7 +1,8 @@
 """Is a stage learning? Checks on one epoch's metrics row that a researcher would otherwise
 find only by plotting: a triplet loss that sits exactly at its margin (every embedding in
-the batch the same point, so the hinge is the margin and its gradient vanishes), and an
-output that does not change across samples (a dead decoder, a forgetting RNN).
+the batch the same point, so the hinge is the margin and its gradient vanishes), an output
+that does not change across samples (a dead decoder, a forgetting RNN), and, at a stage's
+end, a classifier no better than guessing.
 
 The row's columns come from the training loop: loss_<term>, active_<term> (share of
 triplets with a positive hinge), paper_<term> (the term under the paper's definition) and
@@ -17,6 +18,13 @@ import math
 MARGIN_TOLERANCE = 0.01
 # Every output we watch lies in [0, 1] or [-1, 1]: below this spread it is one constant.
 CONSTANT_SPREAD = 1e-3
+
+# A stage whose last epoch trains its classifier no better than guessing learned nothing:
+# training accuracy within this many points of chance (1/K), or the classification loss
+# within this share of ln K (a uniform guess's cross-entropy).
+CHANCE_POINTS = 0.05
+CHANCE_LOSS = 0.05
+CLASSIFICATION_LOSS = {1: "loss_efe", 2: "loss_efe", 3: "loss_classify"}
 
 OUTPUTS = {"mask": "EFE mask M", "h": "EMR hidden state h", "embedding": "EPMG embedding e",
            "pattern": "pattern map P"}
@@ -41,3 +49,18 @@ def collapse_warnings(row: dict, margins: dict[str, tuple[str, float]]) -> list[
                             f"below {CONSTANT_SPREAD:g}): it carries no information about "
                             "the input")
     return warnings
+
+
+def learned_nothing(stage: int, row: dict, num_classes: int, steps: int) -> str | None:
+    """One line when stage `stage`'s last epoch (`row`) classifies its training images no
+    better than guessing among `num_classes`, after `steps` optimizer steps; else None."""
+    chance, guess = 1 / num_classes, math.log(num_classes)
+    accuracy = row["train_accuracy"]
+    loss = row.get(CLASSIFICATION_LOSS[stage], math.nan)
+    if accuracy - chance >= CHANCE_POINTS and not loss > (1 - CHANCE_LOSS) * guess:
+        return None
+    return (f"stage {stage} learned nothing: training accuracy {100 * accuracy:.1f}% (chance "
+            f"{100 * chance:.1f}%), classification loss {loss:.3f} (ln {num_classes} = "
+            f"{guess:.3f}: a uniform guess) after {steps} optimizer steps; what follows is "
+            "built on it. Try more steps (epochs: a small folder makes few steps an epoch), "
+            "a warm-up or a lower lr, or pretrained weights (model.weights)")

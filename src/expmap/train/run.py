@@ -20,6 +20,7 @@ from expmap.data.store import PreparedDataset
 from expmap.devices import use_threads
 from expmap.io import atomic_write_csv
 from expmap.prototypes import expression_prototypes
+from expmap.train.diagnostics import learned_nothing
 from expmap.train.hyperparameters import HYPERPARAMETERS, TrainingError
 from expmap.train.initialisation import initial_modules
 from expmap.train.loop import Loop, split_validation
@@ -136,8 +137,22 @@ def finish(stage: int, hp, loop: Loop, rows: list[dict], selected: dict | None,
                                         architecture, history, run_id=uuid.uuid4().hex,
                                         preparation=loop.data.preparation)
     final["metrics"] = metric_rows
+    final["warnings"] = stage_warnings(stage, loop, rows, init_checkpoint)
     if selected is not None:  # the next stage starts from the last epoch, as without it
         final["selected_on_validation"] = selected
     atomic_write_csv(metrics, pd.DataFrame(metric_rows[f"stage{stage}"]))
     checkpoints.save_atomic(final, checkpoint)
     loop.log(f"{loop.context}: wrote {checkpoint} and {metrics}")
+
+
+def stage_warnings(stage: int, loop: Loop, rows: list[dict],
+                   init_checkpoint: dict | None) -> dict[str, str]:
+    """What the stages so far learned nothing in ("stageN" -> the line), the earlier stages'
+    from `init_checkpoint`; this stage's is logged as a WARNING."""
+    warnings = dict(init_checkpoint.get("warnings", {})) if init_checkpoint else {}
+    warnings.pop(f"stage{stage}", None)  # a later round's verdict replaces an earlier one's
+    line = learned_nothing(stage, rows[-1], loop.data.num_classes, len(rows) * len(loop.sampler))
+    if line is not None:
+        loop.log(f"{loop.context}: WARNING: {line}")
+        warnings[f"stage{stage}"] = line
+    return warnings
