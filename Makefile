@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO := --config 'benchmarks=[synthetic]'
 
-.PHONY: install demo test test-slurm lint
+.PHONY: install demo figure test test-slurm lint
 
 install: $(INSTALLED)
 
@@ -26,6 +26,10 @@ demo: $(INSTALLED)
 	@echo "Figures: results/synthetic/<variant>/figures/ (losses, accuracy, confusion, masks, patterns, own, differences)"
 	@echo "Per fold: results/synthetic/default/<fold>/ (checkpoints, metrics, predictions.csv, summary.json)"
 	@echo "Logs: results/synthetic/logs/. One page with all of it: .venv/bin/snakemake --report report.html"
+
+# README's picture, from the demo's results (run make demo first)
+figure: $(INSTALLED)
+	$(BIN)/expmap overview results/synthetic/default docs/images/demo.png
 
 test: $(INSTALLED)
 	$(BIN)/pytest -q -rs

@@ -89,3 +89,21 @@ def test_a_checkpoint_without_a_preparation_record_predicts_as_before(trained_gr
             "crop (--crop)") in capsys.readouterr().out
     colour, grey = probabilities(tmp_path / "out")
     assert np.abs(colour - grey).max() > 1e-6  # taken in colour, as before
+
+
+def test_overview_draws_a_face_of_each_class_above_its_map(tmp_path, capsys):
+    run = tmp_path / "results" / "mine" / "default"
+    (run / "fold0").mkdir(parents=True)
+    (tmp_path / "results" / "mine" / "prepared").mkdir()
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "results/mine/prepared/images.npy",
+            rng.integers(0, 255, (6, 224, 224, 3), dtype=np.uint8))
+    np.savez(run / "fold0" / "maps.npz", class_names=np.array(["a", "b", "c"]),
+             labels=np.array([0, 2, 2]), rows=np.array([5, 1, 3]),
+             patterns=rng.random((3, 224, 224)).astype(np.float16))
+    out = tmp_path / "overview.png"
+    assert main(["overview", str(run), str(out)]) == 0
+    assert Image.open(out).size[0] > 200  # two classes with test faces: a and c
+    assert main(["overview", str(tmp_path / "none"), str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("expmap overview: ") and "make demo" in error and "\n" not in error

@@ -161,3 +161,12 @@ def test_a_variant_is_compared_with_default_on_the_images_and_seeds_they_share(t
     assert table.loc["sharper", "epmg_vs_default"] == pytest.approx(15.0)
     assert 0 < table.loc["sharper", "epmg_vs_default_ci_low"] < 15
     assert table.loc["sharper", "n_seeds"] == 2
+
+
+def test_a_map_measure_of_one_fold_run_has_no_interval_and_no_verdict():
+    frames = [heads_frame(0, "fold0", SUBJECTS, 15, 15, 1)]
+    table = claims.claims_table([record_of(frames)]).set_index("claim")
+    row = table.loc["maps_identity_invariant"]
+    assert row["estimate"] == pytest.approx(3.0) and pd.isna(row["ci_low"])
+    assert row["verdict"] == "unresolved"
+    assert "3.000 (one fold run: no interval)" in claims.claims_markdown(table.reset_index())

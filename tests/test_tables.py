@@ -117,9 +117,13 @@ def test_variants_table_has_a_row_per_dataset_and_variant_with_what_it_changes(t
 def test_interpretability_leads_with_the_measures_a_blob_fails(tmp_path):
     out = write(tmp_path, [record("synthetic", [0.8, 0.9])])
     table = pd.read_csv(out["interpretability_csv"])
-    assert list(table.columns[2:5]) == ["class_difference_correlation",
+    assert list(table.columns[2:7]) == ["class_difference_correlation",
                                         "class_difference_correlation_std",
+                                        "class_difference_correlation_ci_low",
+                                        "class_difference_correlation_ci_high",
                                         "class_difference_ratio"]
+    assert table.loc[0, "class_difference_correlation_ci_low"] == pytest.approx(0.7)
+    assert table.loc[0, "class_difference_correlation_ci_high"] == pytest.approx(0.8)
     assert table.loc[0, "class_difference_correlation"] == pytest.approx(0.75)
     lines = out["interpretability_md"].read_text().splitlines()
     header = next(line for line in lines if line.startswith("| dataset |"))

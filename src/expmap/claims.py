@@ -79,6 +79,10 @@ def _verdicts(record: dict, found: statistics.Sample) -> dict[str, tuple]:
         if np.isnan(values).all():
             verdicts[claim] = (None, None, "unresolved")
             continue
+        if (~np.isnan(values)).sum() < 2:  # one fold run: no spread to resample
+            verdicts[claim] = (None, statistics.Interval(float(np.nanmean(values)), np.nan,
+                                                         np.nan), "unresolved")
+            continue
         interval = statistics.mean_interval(values)
         verdicts[claim] = (None, interval, statistics.direction(interval, null))
     return verdicts
@@ -111,10 +115,12 @@ def _figures(row: dict) -> str:
     if pd.isna(row["estimate"]):
         return "not measured"
     unit = CLAIMS[row["claim"]][1]
-    sign = "+" if unit.startswith("points") else ""
-    low, high = (f"{row[key]:{sign}.2f}" for key in ("ci_low", "ci_high"))
+    form = "+.2f" if unit.startswith("points") else ".2f" if unit else ".3f"
+    low, high = (f"{row[key]:{form}}" for key in ("ci_low", "ci_high"))
+    spread = ("one fold run: no interval" if pd.isna(row["ci_low"])
+              else f"95 % interval {low} to {high}")
     unit = f" {unit}" if unit else ""
-    text = f"{row['estimate']:{sign}.2f}{unit} (95 % interval {low} to {high})"
+    text = f"{row['estimate']:{form}}{unit} ({spread})"
     if pd.notna(row["paper"]):
         whose = ("the best comparator's" if row["claim"] == "beats_comparators"
                  else "the paper's")
@@ -136,7 +142,8 @@ def claims_markdown(table: pd.DataFrame) -> str:
         stale = "" if first["status"] == CURRENT else f" ({first['status']})"
         lines += ["", f"## {BENCHMARKS.get(dataset, dataset)}, {variant}{stale}", "",
                   f"{first['n_images']} test images of {first['n_subjects']} subjects (or "
-                  f"images, where none are named), {first['n_folds']} folds, "
+                  f"images, where none are named), {first['n_folds']} "
+                  f"fold{'s' if first['n_folds'] != 1 else ''}, "
                   f"{first['n_seeds']} seed{'s' if first['n_seeds'] != 1 else ''}."
                   + (f" **Learned nothing** ({first['learned_nothing']}): these verdicts are "
                      "of a model that did not learn." if first["learned_nothing"] else ""),

@@ -1,6 +1,7 @@
-"""The commands a person types: `expmap predict`.
+"""The commands a person types: `expmap predict` and `expmap overview`.
 
     expmap predict --model results/<dataset>/default/<fold>/stage3.pt face1.jpg face2.png ...
+    expmap overview results/<dataset>/default picture.png
 
 For each image: the class probabilities (printed as a table and written to
 predictions.csv), the EFE mask laid over the face and the expression pattern map (PNGs).
@@ -124,8 +125,28 @@ def main(argv: list[str] | None = None) -> int:
                          help="cut the face this way instead of as the training faces were: "
                               "detector (the face OpenCV finds) or centre (the centred square)")
     predict.add_argument("images", nargs="+", help="face photos (JPEG, PNG, ...)")
+    overview = commands.add_parser("overview", help="a small picture of a finished run: a "
+                                   "test face of each class above its pattern map")
+    overview.add_argument("run", help="results/<dataset>/<variant>")
+    overview.add_argument("out", help="the PNG to write")
     args = parser.parse_args(argv)
+    return run_overview(args) if args.command == "overview" else run_predict(args)
 
+
+def run_overview(args) -> int:
+    from expmap.errors import UserError
+    from expmap.viz import overview
+
+    try:
+        overview(args.run, args.out)
+    except UserError as error:
+        print(f"expmap overview: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_predict(args) -> int:
     try:
         table = predict_images(args.model, args.images, Path(args.out), args.device,
                                args.crop)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from expmap import statistics
-from expmap.claims import claims_markdown, claims_table
+from expmap.claims import claims_markdown, claims_table, run_values
 from expmap.config import DEFAULT_VARIANT
 from expmap.io import atomic_write_csv, atomic_write_text
 from expmap.paper import BENCHMARKS, OURS_PAPER, PAPER
@@ -241,10 +241,23 @@ def interpretability_table(records: list[dict]) -> pd.DataFrame:
             values = by_fold(record, lambda run, m=measure: run["interpretability"].get(m))
             row[measure] = float(np.mean(values)) if values else np.nan
             row[f"{measure}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+            row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = _measure_interval(
+                record, measure)
         rows.append({**row, **_provenance(record)})
-    columns = (["dataset", "variant"] + [c for m in INTERPRETABILITY for c in (m, f"{m}_std")]
+    columns = (["dataset", "variant"]
+               + [c for m in INTERPRETABILITY
+                  for c in (m, f"{m}_std", f"{m}_ci_low", f"{m}_ci_high")]
                + ["n_folds", *PROVENANCE])
     return pd.DataFrame(rows, columns=columns).round(4)
+
+
+def _measure_interval(record: dict, measure: str) -> tuple[float, float]:
+    """The 95 % interval of a measure's mean over fold runs, resampling folds and seeds."""
+    values = run_values(record, measure)
+    if np.isnan(values).all():
+        return np.nan, np.nan
+    interval = statistics.mean_interval(values)
+    return interval.low, interval.high
 
 
 def _cell(value, std=np.nan, percent=False, digits=3) -> str:

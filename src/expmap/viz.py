@@ -237,6 +237,33 @@ def own_departures(faces: np.ndarray, patterns: np.ndarray, labels: np.ndarray,
     save_figure(figure, path)
 
 
+def overview(run: str | os.PathLike, path: str | os.PathLike) -> None:
+    """One small picture of what a run produces (README's): a test face of each class of
+    the run's first fold above its pattern map. `run` is results/<dataset>/<variant>."""
+    run = Path(run)
+    maps = sorted(run.glob("fold*/maps.npz")) + sorted(run.glob("test/maps.npz"))
+    if not maps:
+        raise UserError(f"{run}: no <fold>/maps.npz; run the pipeline first (make demo)")
+    images = np.load(run.parent / "prepared" / "images.npy", mmap_mode="r")
+    with np.load(maps[0]) as samples:
+        names, labels = list(samples["class_names"]), samples["labels"]
+        shown = [(name, np.flatnonzero(labels == c)[0]) for c, name in enumerate(names)
+                 if (labels == c).any()]
+        figure, axes = plt.subplots(2, len(shown), figsize=(1.25 * len(shown), 2.8),
+                                    squeeze=False, layout="constrained")
+        for k, (name, sample) in enumerate(shown):
+            axes[0][k].imshow(images[samples["rows"][sample]])
+            axes[1][k].imshow(samples["patterns"][sample].astype(np.float32), cmap="gray",
+                              vmin=0, vmax=1)
+            axes[0][k].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].set_ylabel("test face", fontsize=8)
+    axes[1][0].set_ylabel("pattern map", fontsize=8)
+    save_figure(figure, path)
+
+
 # the interpretability measures the class-difference figure's title shows
 DIFFERENCE_MEASURES = ("class_difference_correlation", "class_difference_ratio",
                        "detail_correlation")

@@ -62,7 +62,7 @@ class EFE(nn.Module):
 
     def _init_from_scratch(self) -> None:
         # He (fan-in) init of fc6/fc7 and a small last fc and mask conv: without it the
-        # narrow VGG collapses to a constant output (docs/from-scratch.md).
+        # narrow VGG collapses to a constant output (docs/real-faces.md).
         for m in self.features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -27,7 +27,7 @@ VGG_FACE_STD = (1.0, 1.0, 1.0)
 IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
 # From scratch: centred and divided by about 60, i.e. roughly unit scale: the narrow VGG
-# does not train on 0..255 inputs (docs/from-scratch.md).
+# does not train on 0..255 inputs (docs/real-faces.md).
 SCRATCH_MEAN = (127.5, 127.5, 127.5)
 SCRATCH_STD = (60.0, 60.0, 60.0)
 
