@@ -189,8 +189,8 @@ ABLATION_COLUMNS = ["dataset", "variant", "method", "epoch_selection", "accuracy
 
 def _spread(values) -> dict:
     values = 100 * np.asarray(values, dtype=float)
-    return {"accuracy": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan,
-            "n_folds": len(values)}
+    return {"accuracy": values.mean() if len(values) else np.nan,
+            "std": values.std(ddof=1) if len(values) > 1 else np.nan, "n_folds": len(values)}
 
 
 def ablation_table(records: list[dict]) -> pd.DataFrame:
@@ -332,9 +332,10 @@ VARIANT_MEASURES = {  # interpretability measure -> (markdown header, digits)
 def versus_default(record: dict, default: dict | None) -> statistics.Interval | None:
     """The EPMG head of `record` minus that of its dataset's `default` record, in points,
     paired on the test images (seed, fold, image) both have; None where they share none."""
-    ours = predictions_frame(record)
-    theirs = None if default is None else predictions_frame(default)
-    if ours is None or theirs is None or record is default:
+    if default is None or record is default:
+        return None
+    ours, theirs = predictions_frame(record), predictions_frame(default)
+    if ours is None or theirs is None:
         return None
     keys = ["seed", "fold", "image_id"]
     shared = ours[[*keys, "subject", "label", "pred_epmg"]].merge(
@@ -359,20 +360,18 @@ def variants_table(records: list[dict]) -> pd.DataFrame:
     folds and seeds, the EPMG head against the default's on the same images (points, with
     its interval), the maps' VARIANT_MEASURES, and the keys in which the variant differs
     from default."""
-    accuracy = run_rows(records).set_index(["dataset", "variant", "method"])
-    maps = interpretability_table(records).set_index(["dataset", "variant"])
     rows = []
     for record in records:
-        key = (record["dataset"], record["variant"])
         row = _identity(record)
-        for head, method in HEADS.items():
-            found = accuracy.loc[(*key, method)] if (*key, method) in accuracy.index else None
-            row[f"{head}_accuracy"] = np.nan if found is None else found["accuracy"]
-            row[f"{head}_std"] = np.nan if found is None else found["std"]
-        row["n_folds"] = maps.loc[key, "n_folds"]
+        for head in HEADS:
+            spread = _spread(by_fold(record, _head_accuracy(head)))
+            row[f"{head}_accuracy"], row[f"{head}_std"] = spread["accuracy"], spread["std"]
+        row["n_folds"] = len({run["fold"] for run in record["folds"]})
         row["n_seeds"] = len(record["seeds"])
         row.update(_versus_default_cells(record, records))
-        row.update({measure: maps.loc[key, measure] for measure in VARIANT_MEASURES})
+        for measure in VARIANT_MEASURES:
+            values = by_fold(record, lambda run, m=measure: run["interpretability"].get(m))
+            row[measure] = float(np.mean(values)) if values else np.nan
         row["differs_in"] = "; ".join(f"{k}={json.dumps(v)}"
                                       for k, v in sorted(record["differs_in"].items()))
         rows.append({**row, **_provenance(record)})
