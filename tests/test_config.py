@@ -117,6 +117,7 @@ def test_the_paper_s_formulation_is_one_overlay_away():
         assert (stage2["emr_lr"], stage2["emr_init"]) == (None, "uniform")
         assert stage3["decoder_init"] == "pytorch"
         assert (stage3["pattern_target"], stage3["decoder_lr"]) == ("input", None)
+        assert (stage3["beta_scale"], stage3["pattern_gradient"]) == ("map", "encoder")
     assert error_of(lambda c: c["defaults"]["train"]["stage3"].update({"optimizer": "adamw"})) \
         == "defaults.train.stage3.optimizer = 'adamw': must be one of sgd, adam"
 
@@ -126,7 +127,9 @@ def test_the_real_faces_recipe_trains_a_folder_from_scratch_on_every_fold():
     mine = merged(lambda c: overlay(c, recipe))["datasets"]["mine"]
     assert (mine["adapter"], mine["options"]["folds"]) == ("imagefolder", 10)
     assert mine["model"]["weights"] is None and "run_folds" not in mine
-    assert mine["train"]["stage3"]["pattern_target"] == "class_mean"
+    stage3 = mine["train"]["stage3"]
+    assert (stage3["pattern_target"], stage3["pattern_gradient"], stage3["beta_scale"]) == (
+        "input", "decoder", "pixel")
 
 
 def test_the_paper_s_values_reach_each_benchmark():
@@ -336,3 +339,19 @@ def test_seeds_given_on_the_command_line_are_integers_and_each_replicate_moves_t
     assert cfg.seeded(hp, 2)["seed"] == hp["seed"] + 2
     assert [cfg.replicate_folder(seed) for seed in (0, 2)] == ["", "seed2/"]
     assert [cfg.replicate_seed(cfg.replicate_folder(seed)) for seed in (0, 2)] == [0, 2]
+
+
+def test_a_setting_added_at_its_old_behaviour_leaves_finished_stages_finished():
+    """A stage's params leave out each later-added setting at the value config.yaml gives
+    it (the behaviour from before it existed), so Snakemake reruns no finished stage; the
+    stage reads it back. Another value is in the params, and reruns that stage."""
+    defaults = CONFIG["defaults"]["train"]
+    for stage, added in cfg.ADDED_SETTINGS.items():
+        assert {key: defaults[f"stage{stage}"][key] for key in added} == added
+        hp = merged()["datasets"]["ckplus"]["train"][f"stage{stage}"]
+        params = cfg.stage_params(stage, hp)
+        assert not set(added) & set(params)
+        assert cfg.with_added_settings(stage, params) == hp
+    changed = {**hp, "beta_scale": "pixel"}
+    assert cfg.stage_params(3, changed)["beta_scale"] == "pixel"
+    assert cfg.with_added_settings(3, cfg.stage_params(3, changed)) == changed

@@ -7,7 +7,10 @@ from expmap.losses import (
     EMRWeights,
     EPMGWeights,
     TripletSettings,
+    as_distance,
     grayscale,
+    map_margin,
+    squared_distances,
     stage2_loss,
     stage3_loss,
     triplet,
@@ -176,3 +179,29 @@ def test_a_collapsed_embedding_sits_exactly_at_the_margin_with_no_gradient_under
     nudged = (h.detach() + 1e-3 * torch.randn(12, 16)).requires_grad_(True)
     triplet(nudged, labels, 0.2, ours.distance, ours.mining).loss.backward()
     assert nudged.grad.abs().max().item() > 1e-3
+
+
+
+@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+def test_a_per_pixel_beta_is_the_margin_of_maps_that_differ_by_it_at_every_pixel(distance):
+    """beta_scale pixel: maps that differ by beta at every pixel sit exactly at L_sim's
+    margin, so another class's map half as far is a violated triplet; beta_scale map (the
+    paper's) takes beta on the whole-map distance, which the same maps meet many times over."""
+    pixels, beta = 224 * 224, 0.05
+    grey = torch.full((1, pixels), 0.5, dtype=torch.float64)
+    measured = as_distance(squared_distances(torch.cat([grey, grey + beta])), distance)[0, 1]
+    torch.testing.assert_close(measured.item(), map_margin(beta, "pixel", pixels, distance))
+    assert map_margin(beta, "map", pixels, distance) == beta
+    maps = torch.cat([grey, grey, grey + beta / 2]).view(3, 1, 224, 224)  # classes 0, 0, 1
+    labels = torch.tensor([0, 0, 1])
+
+    def sim(scale):
+        w = EPMGWeights(1.0, 1.0, 1.0, 1.0, beta=beta, gamma=0.2,
+                        triplets=TripletSettings(distance, "all"), beta_scale=scale)
+        return stage3_loss(torch.rand(3, 8, dtype=torch.float64), torch.zeros(3, 2).double(),
+                           maps, maps, labels, w).terms["sim"].item()
+
+    half = map_margin(beta, "pixel", pixels, distance) - measured.item() * (
+        0.25 if distance == "squared" else 0.5)
+    assert sim("map") == 0
+    assert sim("pixel") == pytest.approx(half)

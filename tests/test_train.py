@@ -17,8 +17,16 @@ from expmap.interpret import weak_maps_warnings
 from expmap.losses import grayscale
 from expmap.model import build_stack
 from expmap.prototypes import expression_prototypes
-from expmap.train import STAGES, Stage3Hyperparameters, TrainingError, train_stage
+from expmap.train import (
+    STAGES,
+    Stage1Hyperparameters,
+    Stage3Hyperparameters,
+    TrainingError,
+    train_stage,
+)
 from expmap.train.feature_cache import FeatureCache
+from expmap.train.hyperparameters import min_steps_factor
+from expmap.train.initialisation import initial_modules
 from expmap.train.stages import pattern_targets
 
 WIDTH = 1 / 32
@@ -456,3 +464,84 @@ def test_the_decoder_learns_at_its_own_rate_where_decoder_lr_is_given():
         groups = STAGES[3](hp, modules, nullcontext).param_groups(hp)
         assert [g["base_lr"] for g in groups] == [STAGE3["lr"], expected]
         assert {id(p) for p in groups[1]["params"]} == decoder
+
+
+def test_pattern_gradient_decoder_keeps_the_maps_losses_out_of_the_embedding():
+    """pattern_gradient decoder: L_pattern and L_sim train the decoder alone, so the person
+    the map is pulled toward cannot enter the embedding; encoder (the paper's) trains both."""
+    modules = build_stack(["efe", "emr", "epmg"], 3, WIDTH)
+    images = torch.rand(4, 3, 224, 224) * 255
+    labels = torch.tensor([0, 0, 1, 1])
+    for route, reaches_encoder in (("encoder", True), ("decoder", False)):
+        hp = Stage3Hyperparameters.from_dict(
+            {**STAGE3, "lambda4": 1.0, "lambda5": 1.0, "lambda6": 0.0, "lambda7": 0.0,
+             "pattern_gradient": route})
+        runner = STAGES[3](hp, modules, nullcontext)
+        modules["epmg"].zero_grad()
+        runner.losses(images, labels)[0].total.backward()
+        encoder = sum(p.grad.abs().sum() for p in modules["epmg"].encoder.parameters())
+        decoder = sum(p.grad.abs().sum() for p in modules["epmg"].decoder.parameters())
+        assert decoder > 0
+        assert (encoder > 0) == reaches_encoder
+
+
+def start_from(weights, prepared, width=WIDTH, batch_norm=False):
+    """Stage 1's modules with model.weights = weights, and the lines it logged."""
+    lines = []
+    data = PreparedDataset(prepared).fold("fold0")
+    model = {"width": width, "weights": str(weights), "batch_norm": batch_norm}
+    modules, _ = initial_modules(1, Stage1Hyperparameters.from_dict(STAGE1), data, model,
+                                 None, 1, lines.append)
+    return modules["efe"], lines
+
+
+def rewritten(checkpoint, path, **changes):
+    saved = {**load_checkpoint(checkpoint), **changes}
+    torch.save(saved, path)
+    return path
+
+
+def test_stage_1_starts_from_another_run_s_model_where_model_and_faces_match(
+        prepared, stage1, tmp_path):
+    theirs = load_checkpoint(stage1)["modules"]["efe"]
+    efe, lines = start_from(stage1, prepared)
+    for key, value in efe.state_dict().items():
+        torch.testing.assert_close(value, theirs[key])
+    assert "started from another run's stage-1 model" in lines[0] and "every layer" in lines[0]
+    # other classes: every layer but the one that scores them
+    other = rewritten(stage1, tmp_path / "other.pt",
+                      class_names=[f"x{i}" for i in range(len(load_checkpoint(stage1)
+                                                               ["class_names"]))])
+    efe, lines = start_from(other, prepared)
+    assert "every layer but the last" in lines[0]
+    torch.testing.assert_close(efe.state_dict()["classifier.3.weight"],
+                               theirs["classifier.3.weight"])
+    assert not torch.equal(efe.state_dict()["classifier.6.weight"],
+                           theirs["classifier.6.weight"])
+
+
+def test_another_run_s_model_of_another_shape_or_faces_stops_with_one_line(
+        prepared, stage1, tmp_path):
+    for kwargs, words in (({"width": 1 / 16}, "width 0.03125, batch_norm False; this run's "
+                                              "is width 0.0625"),
+                          ({"batch_norm": True}, "set model.width and model.batch_norm")):
+        with pytest.raises(TrainingError, match=words) as error:
+            start_from(stage1, prepared, **kwargs)
+        assert "\n" not in str(error.value)
+    colour = rewritten(stage1, tmp_path / "colour.pt",
+                       preparation={"grey": True, "crop": "detector"})
+    with pytest.raises(TrainingError, match="trained on grey, detector-cropped faces, this "
+                                            "dataset's are colour, centre-cropped"):
+        start_from(colour, prepared)
+
+
+def test_min_steps_stretches_the_epochs_of_a_small_folder_by_a_whole_factor(prepared, tmp_path):
+    lines = []
+    steps = len(PreparedDataset(prepared).fold("fold0").train_index) // STAGE1["batch_size"]
+    run(1, {**STAGE1, "epochs": 1, "min_steps": 2 * steps + 1}, prepared, tmp_path,
+        log=lines.append)
+    assert len(pd.read_csv(tmp_path / "stage1.csv")) == 3  # 1 epoch x 3 reaches min_steps
+    assert any("fall short of min_steps" in line and "3 x the epochs (3)" in line
+               for line in lines)
+    hp = Stage1Hyperparameters.from_dict({**STAGE1, "epochs": 20, "min_steps": 560})
+    assert [min_steps_factor(hp, n) for n in (28, 27, 5)] == [1, 2, 6]

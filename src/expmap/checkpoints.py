@@ -39,6 +39,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
+def peek_checkpoint(path: str | os.PathLike) -> dict | None:
+    """The expmap checkpoint at `path`, or None where the file holds something else (VGG-16
+    weights). Memory-mapped, so a 500 MB weights file is not read to find that out."""
+    try:
+        found = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not one of ours; the weights reader says what it is
+        return None
+    return found if isinstance(found, dict) and found.get("format") == FORMAT else None
+
+
 def architecture(checkpoint: dict) -> dict:
     """{width, batch_norm} of the model a checkpoint holds (older ones: no batch norm)."""
     return {"width": checkpoint["width"], "batch_norm": checkpoint.get("batch_norm", False)}

@@ -23,6 +23,11 @@ import yaml
 from expmap.errors import UserError
 
 STAGES = (1, 2, 3)
+# Settings added after results existed, each at the value that keeps the behaviour from
+# before it: a stage's params leave it out at that value, so finished stages stay finished
+# (Snakemake reruns a job whose params change), and the stage reads it back from here.
+ADDED_SETTINGS = {1: {"min_steps": 0},
+                  3: {"beta_scale": "map", "pattern_gradient": "encoder"}}
 
 
 class ConfigError(UserError):
@@ -265,6 +270,18 @@ def _check_run_folds(name: str, dataset: dict) -> None:
         if fold not in folds:
             raise ConfigError(f"datasets.{name}.run_folds: {fold} is not a fold of {name} "
                               f"(folds: {folds[0]} ... {folds[-1]})")
+
+
+def stage_params(stage: int, hyperparameters: dict) -> dict:
+    """A stage's hyperparameters as its job's params: ADDED_SETTINGS at their values left out."""
+    added = ADDED_SETTINGS.get(stage, {})
+    return {key: value for key, value in hyperparameters.items()
+            if key not in added or added[key] != value}
+
+
+def with_added_settings(stage: int, hyperparameters: dict) -> dict:
+    """stage_params' inverse: the left-out ADDED_SETTINGS back at their values."""
+    return {**ADDED_SETTINGS.get(stage, {}), **hyperparameters}
 
 
 def canonical_json(value) -> str:

@@ -25,6 +25,22 @@ PAPER_TRIPLET = {"distance": "squared", "mining": "hardest"}
 # What L_pattern pulls a map toward (stage 3): the paper's is the input's grey face, the
 # person included; "class_mean" (ours) is its class's mean grey training face (docs/SPEC.md).
 PATTERN_TARGETS = ("input", "class_mean")
+# What beta (L_sim's margin) is measured in (stage 3): "map" (the paper's) is the distance
+# between two whole maps as L_sim computes it, so over 50,176 pixels beta = 0.2 is invisible;
+# "pixel" (ours) is the RMS difference per pixel that two maps must differ by (docs/SPEC.md).
+BETA_SCALES = ("map", "pixel")
+# What L_pattern and L_sim train (stage 3): "encoder" (the paper's) the decoder and, through
+# the code, the encoder, so the person the map is pulled toward enters the embedding;
+# "decoder" (ours) the decoder alone, on the code that L_embed and L_classify shape.
+PATTERN_GRADIENTS = ("encoder", "decoder")
+
+
+def map_margin(beta: float, scale: str, pixels: int, distance: str) -> float:
+    """L_sim's margin on the distance L_sim computes: beta itself ("map"), or the distance
+    of two maps of `pixels` pixels that differ by beta RMS per pixel ("pixel")."""
+    if scale == "map":
+        return beta
+    return beta * beta * pixels if distance == "squared" else beta * pixels ** 0.5
 
 
 def squared_distances(x: torch.Tensor) -> torch.Tensor:
@@ -136,6 +152,7 @@ class EPMGWeights:
     beta: float
     gamma: float
     triplets: TripletSettings = TripletSettings()
+    beta_scale: str = "map"
 
 
 @dataclass
@@ -189,7 +206,8 @@ def stage3_loss(embedding, logits, pattern, target, labels, w: EPMGWeights) -> S
     embed, embed_diagnostics = _triplet_term("embed", embedding, labels, w.gamma, w.triplets)
     classify = F.cross_entropy(logits, labels)
     pattern_term = per_sample_squared_error(pattern, target)
-    sim, sim_diagnostics = _triplet_term("sim", pattern, labels, w.beta, w.triplets)
+    beta = map_margin(w.beta, w.beta_scale, pattern[0].numel(), w.triplets.distance)
+    sim, sim_diagnostics = _triplet_term("sim", pattern, labels, beta, w.triplets)
     terms = {"embed": embed.loss, "classify": classify, "pattern": pattern_term,
              "sim": sim.loss}
     weighted = {"embed": w.lambda6 * embed.loss, "classify": w.lambda7 * classify,

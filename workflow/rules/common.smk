@@ -82,8 +82,9 @@ def weights_problem(name, path):
     if not Path(path).is_file():
         return (
             f"{key} = {path}: no such file; put VGG-Face for PyTorch (vgg_face_dag.pth, "
-            "from https://www.robots.ox.ac.uk/~albanie/pytorch-models.html) there, or set "
-            "it to null to train from scratch (`make demo` needs none)"
+            "from https://www.robots.ox.ac.uk/~albanie/pytorch-models.html) there, point "
+            "it at another expmap run's stage checkpoint, or set it to null to train from "
+            "scratch (`make demo` needs none)"
         )
     return None
 
@@ -316,10 +317,11 @@ def stage_hyperparameters(stage):
     """The params of train_stage<stage>: exactly that stage's merged hyperparameters."""
 
     def hyperparameters(wildcards):
+        hyperparameters = expmap.config.seeded(
+            run(wildcards)["train"][f"stage{stage}"], replicate_seed(wildcards)
+        )
         return expmap.config.canonical_json(
-            expmap.config.seeded(
-                run(wildcards)["train"][f"stage{stage}"], replicate_seed(wildcards)
-            )
+            expmap.config.stage_params(stage, hyperparameters)
         )
 
     return hyperparameters

@@ -12,6 +12,7 @@ EMBEDDING = 128
 # Seven 4x4 transposed convs from 1x1 to 224x224 (SPEC §1): stride 1 twice, then 2.
 DECODER_CHANNELS = (128, 64, 32, 16, 8, 4, 2, 1)
 DECODER_STRIDES = (1, 1, 2, 2, 2, 2, 2)
+PATTERN_SIZE = 224  # the side of the decoder's square map
 # How the decoder starts (stage 3's `decoder_init`):
 #   pytorch    PyTorch's default init of every layer (what the report's code ran)
 #   mean_grey  the last bias at logit(mean training grey), so the first steps shape the face
@@ -65,7 +66,10 @@ class EPMG(nn.Module):
                 conv.bias.fill_(HIDDEN_BIAS)
             convs[-1].bias.fill_(math.log(grey / (1 - grey)))
 
-    def forward(self, features: torch.Tensor) -> EPMGOutput:
+    def forward(self, features: torch.Tensor, code_gradient: bool = True) -> EPMGOutput:
+        """code_gradient False: the pattern's gradient stops at the code, so what the map is
+        trained toward does not reach the encoder (stage 3's pattern_gradient: decoder)."""
         code = self.encoder(features)  # [B, 128, 1, 1]
         embedding = code.flatten(1)
-        return EPMGOutput(embedding, self.classifier(embedding), self.decoder(code))
+        return EPMGOutput(embedding, self.classifier(embedding),
+                          self.decoder(code if code_gradient else code.detach()))

@@ -62,5 +62,7 @@ def learned_nothing(stage: int, row: dict, num_classes: int, steps: int) -> str 
     return (f"stage {stage} learned nothing: training accuracy {100 * accuracy:.1f}% (chance "
             f"{100 * chance:.1f}%), classification loss {loss:.3f} (ln {num_classes} = "
             f"{guess:.3f}: a uniform guess) after {steps} optimizer steps; what follows is "
-            "built on it. Try more steps (epochs: a small folder makes few steps an epoch), "
-            "a warm-up or a lower lr, or pretrained weights (model.weights)")
+            "built on it. Try more steps (a small folder makes few steps an epoch: the "
+            "overlay configs/small-folders.yaml sets stage1.min_steps), a warm-up or a "
+            "lower lr, or a start from pretrained weights or another expmap run's stage "
+            "checkpoint (model.weights)")

@@ -7,7 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from expmap.errors import UserError
-from expmap.losses import DISTANCES, MININGS, PATTERN_TARGETS, TripletSettings
+from expmap.losses import (
+    BETA_SCALES,
+    DISTANCES,
+    MININGS,
+    PATTERN_GRADIENTS,
+    PATTERN_TARGETS,
+    TripletSettings,
+)
 from expmap.model.emr import EMR_INITS
 from expmap.model.epmg import DECODER_INITS
 
@@ -28,6 +35,8 @@ CHOICES = {
     "precision": ("auto", "fp32", "bf16"),
     "sampler": ("shuffle", "balanced"),
     "pattern_target": PATTERN_TARGETS,
+    "beta_scale": BETA_SCALES,
+    "pattern_gradient": PATTERN_GRADIENTS,
 }
 
 
@@ -82,6 +91,9 @@ class Stage1Hyperparameters(CommonHyperparameters):
     rotate: float  # random turn of each training image, up to this many degrees; 0: none
     zoom: float  # random scale of each training image in 1 -/+ zoom; 0: none
     jitter: float  # random contrast and brightness factors in 1 -/+ jitter; 0: none
+    # at least this many optimizer steps: on fewer images, epochs and warm-up are multiplied
+    # by the smallest whole factor that reaches it (min_steps_factor); 0: epochs as written
+    min_steps: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,16 @@ class Stage3Hyperparameters(TripletHyperparameters):
     decoder_init: str
     decoder_lr: float | None  # the decoder's learning rate; None: lr
     pattern_target: str  # "input" (the paper's) or "class_mean" (PATTERN_TARGETS)
+    beta_scale: str  # "map" (the paper's) or "pixel": what beta is measured in (BETA_SCALES)
+    pattern_gradient: str  # "encoder" (the paper's) or "decoder": what the maps' losses train
+
+
+def min_steps_factor(hp, steps_per_epoch: int) -> int:
+    """The whole factor on epochs that gives stage 1 at least hp.min_steps steps (1 where
+    the epochs as written already do, and in the stages that have no min_steps)."""
+    steps = hp.epochs * steps_per_epoch
+    wanted = getattr(hp, "min_steps", 0)
+    return 1 if steps >= wanted or steps == 0 else -(-wanted // steps)
 
 
 HYPERPARAMETERS = {1: Stage1Hyperparameters, 2: Stage2Hyperparameters, 3: Stage3Hyperparameters}

@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 
 from expmap import checkpoints
+from expmap.config import with_added_settings
 from expmap.data.store import PreparedDataset
 from expmap.devices import use_threads
 from expmap.io import atomic_write_csv
 from expmap.prototypes import expression_prototypes
 from expmap.train.diagnostics import learned_nothing
-from expmap.train.hyperparameters import HYPERPARAMETERS, TrainingError
+from expmap.train.hyperparameters import HYPERPARAMETERS, TrainingError, min_steps_factor
 from expmap.train.initialisation import initial_modules
 from expmap.train.loop import Loop, split_validation
 from expmap.train.optimisation import make_optimizer
@@ -60,8 +61,15 @@ def build_loop(stage: int, hp, prepared, fold: str, init_checkpoint: dict | None
                        lambda line: log(f"{context}: {line}"))
     train_rows, validation_rows = split_validation(data.train_index, data.subjects,
                                                    hp.validation_fraction)
-    loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)),
-                runner.sampler(hp, train_rows, data.labels), data,
+    sampler = runner.sampler(hp, train_rows, data.labels)
+    factor = min_steps_factor(hp, len(sampler))
+    if factor > 1:
+        log(f"{context}: epochs {hp.epochs} x {len(sampler)} steps fall short of min_steps "
+            f"{hp.min_steps}: {factor} x the epochs ({hp.epochs * factor}) and the warm-up "
+            f"({hp.warmup_epochs * factor})")
+        hp = dataclasses.replace(hp, epochs=hp.epochs * factor,
+                                 warmup_epochs=hp.warmup_epochs * factor)
+    loop = Loop(stage, hp, runner, make_optimizer(hp, runner.param_groups(hp)), sampler, data,
                 torch.from_numpy(data.labels).to(device), validation_rows, device, context, log)
     parameters = sum(p.numel() for group in loop.optimizer.param_groups for p in group["params"])
     log(f"{loop.context}: {len(train_rows)} training, {len(validation_rows)} validation and "
@@ -84,7 +92,7 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
     checkpoint `init`; write `checkpoint` and `metrics` (every round's rows so far). Stages
     2 and 3 keep their frozen convs' activations in up to `feature_cache_mb` of the
     device's memory. Running out of memory is one line that says what to lower."""
-    hp = HYPERPARAMETERS[stage].from_dict(hp)
+    hp = HYPERPARAMETERS[stage].from_dict(with_added_settings(stage, hp))
     if not 1 <= round_ <= hp.rounds:
         raise TrainingError(f"round {round_} of a stage with rounds = {hp.rounds}")
     use_threads(threads, log)
@@ -95,6 +103,7 @@ def train_stage(stage: int, hp: dict, prepared: str | os.PathLike, fold: str,
                        state_dir):
         loop, architecture = build_loop(stage, hp, prepared, fold, init_checkpoint, model,
                                         torch.device(device), log, round_, feature_cache_mb)
+        hp = loop.hp  # its epochs stretched to min_steps where they fall short
         key = fingerprint(stage, hp, init_checkpoint, model, fold, round_)
         rows, selected = train_epochs(loop, key, round_epochs(hp.epochs, hp.rounds, round_),
                                       Path(state_dir))

@@ -26,12 +26,14 @@ from expmap.losses import (
     EPMGWeights,
     StageLoss,
     grayscale,
+    map_margin,
     stage1_loss,
     stage2_loss,
     stage3_loss,
 )
 from expmap.model import EFE, NUM_CONVS
 from expmap.model.efe import EFEOutput
+from expmap.model.epmg import PATTERN_SIZE
 from expmap.train.feature_cache import FeatureCache
 from expmap.train.hyperparameters import (
     Stage1Hyperparameters,
@@ -188,8 +190,11 @@ class Stage3(FrozenConvs):
                                "classifier": self.epmg.classifier,
                                "decoder": self.epmg.decoder}}
         self.weights = EPMGWeights(hp.lambda4, hp.lambda5, hp.lambda6, hp.lambda7, hp.beta,
-                                   hp.gamma, hp.triplets)
-        self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", hp.beta)}
+                                   hp.gamma, hp.triplets, hp.beta_scale)
+        self.code_gradient = hp.pattern_gradient == "encoder"
+        self.margins = {"embed": ("gamma", hp.gamma),
+                        "sim": ("beta", map_margin(hp.beta, hp.beta_scale, PATTERN_SIZE ** 2,
+                                                   hp.distance))}
 
     sampler = staticmethod(triplet_sampler)
     class_mean_faces: torch.Tensor | None = None  # [K,1,H,W]: pattern_target class_mean
@@ -218,7 +223,7 @@ class Stage3(FrozenConvs):
     def losses(self, images, labels, rows=None, mirrored=None) -> tuple[StageLoss, torch.Tensor]:
         features = self.features(images, rows, mirrored, self.precision)
         with self.precision():
-            out = as_fp32(self.epmg(features))
+            out = as_fp32(self.epmg(features, self.code_gradient))
         target = pattern_targets(self.class_mean_faces, images, labels, mirrored)
         return stage3_loss(out.embedding, out.logits, out.pattern, target, labels,
                            self.weights), out.logits
