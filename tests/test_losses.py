@@ -196,8 +196,9 @@ def test_a_per_pixel_beta_is_the_margin_of_maps_that_differ_by_it_at_every_pixel
     labels = torch.tensor([0, 0, 1])
 
     def sim(scale):
-        w = EPMGWeights(1.0, 1.0, 1.0, 1.0, beta=beta, gamma=0.2,
-                        triplets=TripletSettings(distance, "all"), beta_scale=scale)
+        margin = map_margin(beta, scale, pixels, distance)
+        w = EPMGWeights(1.0, 1.0, 1.0, 1.0, beta=margin, gamma=0.2,
+                        triplets=TripletSettings(distance, "all"))
         return stage3_loss(torch.rand(3, 8, dtype=torch.float64), torch.zeros(3, 2).double(),
                            maps, maps, labels, w).terms["sim"].item()
 

@@ -149,10 +149,9 @@ class EPMGWeights:
     lambda5: float
     lambda6: float
     lambda7: float
-    beta: float
+    beta: float  # L_sim's margin on the distance it computes (map_margin converts)
     gamma: float
     triplets: TripletSettings = TripletSettings()
-    beta_scale: str = "map"
 
 
 @dataclass
@@ -206,8 +205,7 @@ def stage3_loss(embedding, logits, pattern, target, labels, w: EPMGWeights) -> S
     embed, embed_diagnostics = _triplet_term("embed", embedding, labels, w.gamma, w.triplets)
     classify = F.cross_entropy(logits, labels)
     pattern_term = per_sample_squared_error(pattern, target)
-    beta = map_margin(w.beta, w.beta_scale, pattern[0].numel(), w.triplets.distance)
-    sim, sim_diagnostics = _triplet_term("sim", pattern, labels, beta, w.triplets)
+    sim, sim_diagnostics = _triplet_term("sim", pattern, labels, w.beta, w.triplets)
     terms = {"embed": embed.loss, "classify": classify, "pattern": pattern_term,
              "sim": sim.loss}
     weighted = {"embed": w.lambda6 * embed.loss, "classify": w.lambda7 * classify,

@@ -189,12 +189,11 @@ class Stage3(FrozenConvs):
         self.parts = {"epmg": {"encoder": self.epmg.encoder,
                                "classifier": self.epmg.classifier,
                                "decoder": self.epmg.decoder}}
-        self.weights = EPMGWeights(hp.lambda4, hp.lambda5, hp.lambda6, hp.lambda7, hp.beta,
-                                   hp.gamma, hp.triplets, hp.beta_scale)
+        beta = map_margin(hp.beta, hp.beta_scale, PATTERN_SIZE ** 2, hp.distance)
+        self.weights = EPMGWeights(hp.lambda4, hp.lambda5, hp.lambda6, hp.lambda7, beta,
+                                   hp.gamma, hp.triplets)
         self.code_gradient = hp.pattern_gradient == "encoder"
-        self.margins = {"embed": ("gamma", hp.gamma),
-                        "sim": ("beta", map_margin(hp.beta, hp.beta_scale, PATTERN_SIZE ** 2,
-                                                   hp.distance))}
+        self.margins = {"embed": ("gamma", hp.gamma), "sim": ("beta", beta)}
 
     sampler = staticmethod(triplet_sampler)
     class_mean_faces: torch.Tensor | None = None  # [K,1,H,W]: pattern_target class_mean
