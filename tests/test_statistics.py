@@ -170,3 +170,19 @@ def test_a_map_measure_of_one_fold_run_has_no_interval_and_no_verdict():
     assert row["estimate"] == pytest.approx(3.0) and pd.isna(row["ci_low"])
     assert row["verdict"] == "unresolved"
     assert "3.000 (one fold run: no interval)" in claims.claims_markdown(table.reset_index())
+
+
+def test_the_paired_claims_count_the_predictions_each_head_alone_gets_right():
+    stage2 = spread_hits(200, 20)
+    epmg = stage2.copy()
+    epmg[np.flatnonzero(~stage2)[:5]] = True  # gains 5 of stage 2's errors
+    epmg[np.flatnonzero(stage2)[:3]] = False  # loses 3 it had right
+    frames = [predictions({"efe_stage1": stage2, "efe_stage2": stage2, "epmg": epmg},
+                          SUBJECTS, seed) for seed in (0, 1)]
+    table = claims.claims_table([record_of(frames)]).set_index("claim")
+    epmg_row, emr_row = table.loc["epmg_improves"], table.loc["emr_improves"]
+    assert (epmg_row["head_alone_right"], epmg_row["baseline_alone_right"]) == (10, 6)
+    assert (emr_row["head_alone_right"], emr_row["baseline_alone_right"]) == (0, 0)
+    assert pd.isna(table.loc["accuracy", "head_alone_right"])
+    text = claims.claims_markdown(table.reset_index())
+    assert "the head alone is right on 10 test predictions, its baseline alone on 6" in text

@@ -17,13 +17,20 @@ import pandas as pd
 
 from expmap import statistics
 from expmap.paper import BENCHMARKS, best_comparator, own_result
-from expmap.records import CURRENT, learned_nothing, record_sample, table_notes
+from expmap.records import (
+    CURRENT,
+    learned_nothing,
+    predictions_frame,
+    record_sample,
+    table_notes,
+)
 
 NO_PAPER_VALUE = "no paper value"
 VERDICTS = ("consistent", "below", "above", "supported", "contradicted", "unresolved",
             NO_PAPER_VALUE)
 COLUMNS = ["dataset", "variant", "claim", "paper", "estimate", "ci_low", "ci_high", "n_seeds",
-           "n_folds", "n_images", "n_subjects", "verdict", "learned_nothing", "status"]
+           "n_folds", "n_images", "n_subjects", "head_alone_right", "baseline_alone_right",
+           "verdict", "learned_nothing", "status"]
 
 # claim -> (what the paper claims, the unit of its estimate), as claims.md says it
 CLAIMS = {
@@ -37,6 +44,9 @@ CLAIMS = {
     "maps_class_specific": ("the pattern maps differ between classes as the expressions do "
                             "(class-difference correlation above 0)", ""),
 }
+# claims that one head improves on another -> (the head, its baseline)
+IMPROVEMENTS = {"emr_improves": ("efe_stage2", "efe_stage1"),
+                "epmg_improves": ("epmg", "efe_stage2")}
 # map claims -> (the interpretability measure, its value under no effect)
 MAP_MEASURES = {"maps_identity_invariant": ("invariance_gain", 1.0),
                 "maps_class_specific": ("class_difference_correlation", 0.0)}
@@ -67,8 +77,7 @@ def _verdicts(record: dict, found: statistics.Sample) -> dict[str, tuple]:
         margin = statistics.Interval(*(value - best[1] for value in
                                        (accuracy.estimate, accuracy.low, accuracy.high)))
         verdicts["beats_comparators"] = (best[1], margin, statistics.direction(margin))
-    for claim, head, baseline in (("emr_improves", "efe_stage2", "efe_stage1"),
-                                  ("epmg_improves", "epmg", "efe_stage2")):
+    for claim, (head, baseline) in IMPROVEMENTS.items():
         if {head, baseline} <= set(found.correct):
             difference = statistics.paired_difference(found, head, baseline)
             verdicts[claim] = (None, difference, statistics.direction(difference))
@@ -98,16 +107,28 @@ def claims_table(records: list[dict]) -> pd.DataFrame:
         counts = {"n_seeds": len(found.seeds),
                   "n_folds": len({run["fold"] for run in record["folds"]}),
                   "n_images": found.n_images, "n_subjects": len(found.units)}
+        alone = _alone_right(record, found)
         for claim, (paper, interval, verdict) in _verdicts(record, found).items():
             values = (np.nan,) * 3 if interval is None else (
                 interval.estimate, interval.low, interval.high)
             rows.append({"dataset": record["dataset"], "variant": record["variant"],
                          "claim": claim, "paper": np.nan if paper is None else paper,
                          **dict(zip(("estimate", "ci_low", "ci_high"), values)), **counts,
+                         **dict(zip(("head_alone_right", "baseline_alone_right"),
+                                    alone.get(claim, (np.nan, np.nan)))),
                          "verdict": verdict, "learned_nothing": learned_nothing(record),
                          "status": record["status"]})
     table = pd.DataFrame(rows, columns=COLUMNS)
+    table = table.astype({"head_alone_right": "Int64", "baseline_alone_right": "Int64"})
     return table.round({"estimate": 4, "ci_low": 4, "ci_high": 4})
+
+
+def _alone_right(record: dict, found: statistics.Sample) -> dict[str, tuple[int, int]]:
+    """improvement claim -> predictions its head alone gets right, and its baseline alone."""
+    frame = predictions_frame(record)
+    return {claim: statistics.discordant(frame, head, baseline)
+            for claim, (head, baseline) in IMPROVEMENTS.items()
+            if {head, baseline} <= set(found.correct)}
 
 
 def _figures(row: dict) -> str:
@@ -121,6 +142,10 @@ def _figures(row: dict) -> str:
               else f"95 % interval {low} to {high}")
     unit = f" {unit}" if unit else ""
     text = f"{row['estimate']:{form}}{unit} ({spread})"
+    if pd.notna(row["head_alone_right"]):
+        text += (f"; over every seed the head alone is right on "
+                 f"{row['head_alone_right']:.0f} test predictions, its baseline alone on "
+                 f"{row['baseline_alone_right']:.0f}")
     if pd.notna(row["paper"]):
         whose = ("the best comparator's" if row["claim"] == "beats_comparators"
                  else "the paper's")

@@ -110,6 +110,15 @@ def paired_difference(found: Sample, head: str, baseline: str) -> Interval:
     return ratio_interval(found.correct[head] - found.correct[baseline], found.images, 100)
 
 
+def discordant(predictions: pd.DataFrame, head: str, baseline: str) -> tuple[int, int]:
+    """Of every seed's predictions, how many `head` alone gets right and how many `baseline`
+    alone: only these can move their paired difference, so two heads that differ by little
+    either disagree on few images or gain as many as they lose."""
+    head_right = predictions[f"pred_{head}"] == predictions["label"]
+    baseline_right = predictions[f"pred_{baseline}"] == predictions["label"]
+    return int((head_right & ~baseline_right).sum()), int((baseline_right & ~head_right).sum())
+
+
 def mean_interval(values: np.ndarray) -> Interval:
     """The mean of per-run values ([seeds, folds]; NaN where a run has none) with its
     interval, resampling folds and seeds."""
