@@ -3,6 +3,7 @@ config change (dry runs), and the one-line errors that stop a run before any job
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -100,6 +101,20 @@ def test_whole_pipeline_writes_ablation_interpretability_and_figures(tiny_run):
 @pytest.mark.slow
 def test_a_finished_run_schedules_nothing(tiny_run):
     assert scheduled(snakemake(tiny_run, "-n")) == Counter()
+
+
+@pytest.mark.slow
+def test_frozen_heads_fits_other_heads_on_the_features_the_heads_read(tiny_run):
+    result = subprocess.run([sys.executable, str(REPO / "bench/frozen_heads.py"),
+                             str(tiny_run / "results/synthetic/default")],
+                            capture_output=True, text=True, cwd=tiny_run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, *heads = result.stdout.splitlines()
+    repeated = float(first.split("repeats stage 2's on ")[1].split(" %")[0])
+    assert repeated >= 95  # the features are those the stage-2 head read
+    assert [line.split()[0] for line in heads] == ["efe_stage2", "epmg", "linear_probe",
+                                                   "class_mean"]
+    assert all("minus stage 2" in line for line in heads[1:])
 
 
 @pytest.mark.slow
