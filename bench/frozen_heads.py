@@ -74,8 +74,8 @@ def fold_predictions(run: Path, store: PreparedDataset) -> pd.DataFrame:
     train = (train - mean) / spread
     test, reloaded = features(efe, data.images, frame["index"].to_numpy(), False)
     test = (test - mean) / spread
+    probe = linear_probe(train, labels, data.num_classes)
     with torch.no_grad():
-        probe = linear_probe(train, labels, data.num_classes)
         frame["pred_linear_probe"] = probe(test).argmax(1).numpy()
     centres = torch.stack([train[labels == k].mean(0) for k in range(data.num_classes)])
     frame["pred_class_mean"] = torch.cdist(test, centres).argmin(1).numpy()
@@ -85,8 +85,9 @@ def fold_predictions(run: Path, store: PreparedDataset) -> pd.DataFrame:
 
 def report(frame: pd.DataFrame) -> list[str]:
     same = (frame["reloaded_efe_stage2"] == frame["pred_efe_stage2"]).mean()
-    lines = [f"{len(frame)} test predictions ({frame['seed'].nunique()} seeds); the reloaded "
-             f"EFE repeats stage 2's on {100 * same:.1f} % of them"]
+    seeds = frame["seed"].nunique()
+    lines = [f"{len(frame)} test predictions ({seeds} seed{'s' if seeds != 1 else ''}); the "
+             f"reloaded EFE repeats stage 2's on {100 * same:.1f} % of them"]
     found = statistics.sample(frame, list(HEADS))
     for head in HEADS:
         accuracy = statistics.accuracy(found, head)
@@ -109,7 +110,11 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"{args.variant}: no fold run with predictions.csv and stage3.pt; "
                          "give a finished results/<dataset>/<variant> folder")
-    store = PreparedDataset(args.variant.parent / "prepared")
+    prepared = args.variant.parent / "prepared"
+    if not (prepared / "manifest.csv").is_file():
+        raise SystemExit(f"{prepared}: no prepared faces beside the variant's folder; give the "
+                         "results/<dataset>/<variant> folder of the run that prepared them")
+    store = PreparedDataset(prepared)
     torch.manual_seed(0)
     frame = pd.concat([fold_predictions(run, store) for run in runs], ignore_index=True)
     print("\n".join(report(frame)))
