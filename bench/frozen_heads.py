@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from expmap import statistics
 from expmap.checkpoints import build_modules, load_checkpoint
-from expmap.data.batches import image_batch, ordered_batches
+from expmap.data.batches import EVAL_BATCH, image_batch, ordered_batches
 from expmap.data.store import PreparedDataset
 
 L2 = 1e-3  # the probe's weight penalty, on standardised features
@@ -36,7 +36,7 @@ def features(efe, images, rows: np.ndarray, mirrored: bool) -> tuple[torch.Tenso
     """The flattened masked features and the EFE classifier's predictions of `rows`."""
     found, predicted = [], []
     with torch.no_grad():
-        for batch in ordered_batches(rows, 64):
+        for batch in ordered_batches(rows, EVAL_BATCH):
             x = image_batch(images, batch, "cpu")
             out = efe(x.flip(-1) if mirrored else x)
             found.append(out.features.flatten(1))

@@ -19,9 +19,9 @@ from expmap import statistics
 from expmap.paper import BENCHMARKS, best_comparator, own_result
 from expmap.records import (
     CURRENT,
+    frame_sample,
     learned_nothing,
     predictions_frame,
-    record_sample,
     table_notes,
 )
 
@@ -101,13 +101,14 @@ def claims_table(records: list[dict]) -> pd.DataFrame:
     """Every claim of every record that holds its test images."""
     rows = []
     for record in records:
-        found = record_sample(record)
+        frame = predictions_frame(record)
+        found = None if frame is None else frame_sample(frame)
         if found is None or "epmg" not in found.correct:
             continue
         counts = {"n_seeds": len(found.seeds),
                   "n_folds": len({run["fold"] for run in record["folds"]}),
                   "n_images": found.n_images, "n_subjects": len(found.units)}
-        alone = _alone_right(record, found)
+        alone = _alone_right(frame, found)
         for claim, (paper, interval, verdict) in _verdicts(record, found).items():
             values = (np.nan,) * 3 if interval is None else (
                 interval.estimate, interval.low, interval.high)
@@ -123,9 +124,9 @@ def claims_table(records: list[dict]) -> pd.DataFrame:
     return table.round({"estimate": 4, "ci_low": 4, "ci_high": 4})
 
 
-def _alone_right(record: dict, found: statistics.Sample) -> dict[str, tuple[int, int]]:
+def _alone_right(frame: pd.DataFrame, found: statistics.Sample
+                 ) -> dict[str, tuple[int, int]]:
     """improvement claim -> predictions its head alone gets right, and its baseline alone."""
-    frame = predictions_frame(record)
     return {claim: statistics.discordant(frame, head, baseline)
             for claim, (head, baseline) in IMPROVEMENTS.items()
             if {head, baseline} <= set(found.correct)}

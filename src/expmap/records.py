@@ -80,8 +80,11 @@ def record_sample(record: dict) -> statistics.Sample | None:
     """A record's test images as a statistics.Sample of every head it predicted with (None
     for a record written before seeds, which has no images)."""
     frame = predictions_frame(record)
-    if frame is None:
-        return None
+    return None if frame is None else frame_sample(frame)
+
+
+def frame_sample(frame: pd.DataFrame) -> statistics.Sample:
+    """Test-image predictions as a statistics.Sample of every head they hold."""
     heads = [column.removeprefix("pred_") for column in frame if column.startswith("pred_")]
     return statistics.sample(frame, heads)
 
